@@ -1,0 +1,42 @@
+# `make demo` and `make test` both build .venv on first use (torch==2.13.0 first: a CPU build is
+# on disk, and installing it before anything else keeps the resolver from pulling CUDA wheels).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+EXTRAS := torch,bench,models,dev
+DEPS   := $(VENV)/.deps-installed
+
+.PHONY: demo test lint typecheck fuzz bench clean install
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(DEPS): pyproject.toml | $(PY)
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install "setuptools>=68" wheel
+	$(PIP) install -e ".[$(EXTRAS)]" --config-settings editable_mode=strict
+	touch $@
+
+# Refreshes the editable link tree so new modules are picked up (strict mode links files).
+install: $(DEPS)
+	$(PIP) install --no-deps --no-build-isolation -e . --config-settings editable_mode=strict
+
+demo: install
+	$(PY) -P -m onnxsmith.cli.main demo
+
+lint: install
+	$(PY) -P -m ruff check .
+	$(PY) -P -m ruff format --check .
+
+typecheck: install
+	# from the editable link tree, where onnxsmith.passes etc. exist as the installed layout
+	cd build/__editable__.onnxsmith-*/ && $(CURDIR)/$(PY) -P -m mypy --config-file $(CURDIR)/pyproject.toml -p onnxsmith
+
+test: lint typecheck
+	$(PY) -P -m pytest -q
+
+fuzz: install
+	HYPOTHESIS_PROFILE=fuzz $(PY) -P -m pytest -q tests -k "property"
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""The `onnxsmith` command line: one module per verb, registered in `main.VERBS`."""

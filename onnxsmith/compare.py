@@ -1,0 +1,67 @@
+"""Numerical comparison of two sets of outputs (pure numpy: torch vs ORT, ORT vs ORT)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputDiff:
+    """Largest absolute and relative difference on one output over all compared feeds."""
+
+    name: str
+    max_abs: float
+    max_rel: float
+    worst_excess: float  # max(|a-b| - (atol + rtol*|b|)); <= 0 means within tolerance
+
+    def within(self) -> bool:
+        return self.worst_excess <= 0
+
+
+def diff_outputs(
+    names: Sequence[str],
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    *,
+    atol: float,
+    rtol: float,
+) -> list[OutputDiff]:
+    """Compares outputs position by position, numpy.allclose-style (|a-b| <= atol + rtol*|b|)."""
+    diffs = []
+    for name, want, got in zip(names, expected, actual, strict=True):
+        want = np.asarray(want)
+        got = np.asarray(got)
+        if want.shape != got.shape:
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), float("inf")))
+            continue
+        if want.dtype.kind not in "fc":
+            mismatch = float(np.count_nonzero(want != got))
+            diffs.append(OutputDiff(name, mismatch, mismatch, mismatch))
+            continue
+        want64, got64 = want.astype(np.float64), got.astype(np.float64)
+        err = np.abs(want64 - got64)
+        if err.size == 0:
+            diffs.append(OutputDiff(name, 0.0, 0.0, -atol))
+            continue
+        rel = err / np.maximum(np.abs(want64), np.finfo(np.float32).tiny)
+        excess = err - (atol + rtol * np.abs(want64))
+        diffs.append(OutputDiff(name, float(err.max()), float(rel.max()), float(excess.max())))
+    return diffs
+
+
+def merge_diffs(a: list[OutputDiff], b: list[OutputDiff]) -> list[OutputDiff]:
+    """The worst of two comparisons of the same outputs."""
+    if not a:
+        return b
+    return [
+        OutputDiff(
+            x.name,
+            max(x.max_abs, y.max_abs),
+            max(x.max_rel, y.max_rel),
+            max(x.worst_excess, y.worst_excess),
+        )
+        for x, y in zip(a, b, strict=True)
+    ]

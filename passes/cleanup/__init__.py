@@ -1,0 +1,17 @@
+"""Exact cleanup passes: what `onnxsmith optimize` runs."""
+
+from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
+from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
+from onnxsmith.passes.cleanup.fold import FoldConstantsPass
+from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
+from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
+from onnxsmith.passes.cleanup.recipe import cleanup_passes
+
+__all__ = [
+    "FoldBatchNormPass",
+    "FoldConstantsPass",
+    "RemoveDropoutPass",
+    "RemoveIdentityPass",
+    "UpgradeOpsetPass",
+    "cleanup_passes",
+]

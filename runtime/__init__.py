@@ -1,0 +1,1 @@
+"""Everything that runs ONNX Runtime: sessions, data feeding, calibration, timing."""

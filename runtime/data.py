@@ -1,0 +1,164 @@
+"""The data-dir format every verb reads: one `.npz` per feed, keys = model input names.
+
+Files are read one at a time in name order (never the whole set in memory) and checked against
+the model's inputs. A single `.npz` whose arrays carry a leading sample axis is accepted too.
+Arrays are always loaded with `allow_pickle=False`.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from onnxsmith.errors import DataError, name_list
+from onnxsmith.signature import TensorSpec
+
+Feed = dict[str, np.ndarray]
+
+
+class DataDir:
+    """Feeds from a folder of `.npz` files (sorted by name) or from one multi-sample `.npz`.
+
+    In a single file, sample `i` of each array is `array[i]` when the array has one more dim than
+    the model input, and `array[i:i+1]` (a batch of one) when it has the same rank.
+    """
+
+    def __init__(
+        self, path: str | Path, specs: Sequence[TensorSpec] | None = None, *, step: str = "data"
+    ):
+        self.path = Path(path)
+        self.specs = list(specs) if specs is not None else None
+        self.step = step
+        if not self.path.exists():
+            raise DataError(f"{step}: data path {self.path} does not exist — check the path")
+        if self.path.is_dir():
+            self.files = sorted(self.path.glob("*.npz"))
+            if not self.files:
+                raise DataError(
+                    f"{step}: {self.path} holds no .npz files — save one feed per file with "
+                    "numpy.savez(path, **{input_name: array})"
+                )
+            self._samples = len(self.files)
+        else:
+            self.files = [self.path]
+            self._samples = self._count_samples(self.path)
+
+    def __len__(self) -> int:
+        return self._samples
+
+    def __iter__(self) -> Iterator[Feed]:
+        for _, feed in self.items():
+            yield feed
+
+    def items(self) -> Iterator[tuple[str, Feed]]:
+        """(label, feed) pairs; the label names the file (and sample) for error messages."""
+        if self.path.is_dir():
+            for file in self.files:
+                feed = self._read(file)
+                self._check(feed, file.name)
+                yield file.name, feed
+            return
+        arrays = self._read(self.path)
+        for i in range(self._samples):
+            feed = {key: self._sample(key, array, i) for key, array in arrays.items()}
+            label = f"{self.path.name}[{i}]"
+            self._check(feed, label)
+            yield label, feed
+
+    def _sample(self, key: str, array: np.ndarray, i: int) -> np.ndarray:
+        spec = self._spec(key)
+        if spec is not None and spec.shape is not None and array.ndim == len(spec.shape):
+            return array[i : i + 1]
+        return array[i]
+
+    def _spec(self, key: str) -> TensorSpec | None:
+        if self.specs is None:
+            return None
+        return next((s for s in self.specs if s.name == key), None)
+
+    def _read(self, file: Path) -> Feed:
+        try:
+            with np.load(file, allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
+        except ValueError as e:
+            if "pickle" in str(e).lower():
+                raise DataError(
+                    f"{self.step}: {file} holds pickled objects, which are never loaded — save "
+                    "plain numeric arrays"
+                ) from e
+            raise DataError(f"{self.step}: {file} is not a readable .npz ({e})") from e
+        except (OSError, zipfile.BadZipFile, EOFError) as e:
+            raise DataError(
+                f"{self.step}: {file} is not a readable .npz (truncated or another format) — "
+                "save it again with numpy.savez"
+            ) from e
+
+    def _count_samples(self, file: Path) -> int:
+        arrays = self._read(file)
+        if not arrays:
+            raise DataError(f"{self.step}: {file} holds no arrays")
+        lengths = {key: (a.shape[0] if a.ndim else 0) for key, a in arrays.items()}
+        if len(set(lengths.values())) != 1 or 0 in lengths.values():
+            raise DataError(
+                f"{self.step}: arrays in {file} must share one leading sample axis, got "
+                f"{lengths} — stack samples along axis 0"
+            )
+        return next(iter(lengths.values()))
+
+    def _check(self, feed: Feed, label: str) -> None:
+        where = (
+            f"{self.step}: {self.path.name}/{label}"
+            if self.path.is_dir()
+            else f"{self.step}: {label}"
+        )
+        if not feed:
+            raise DataError(f"{where} holds no arrays — save the model's inputs in it")
+        for key, array in feed.items():
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                raise DataError(f"{where} input {key!r} contains NaN or Inf — clean the data")
+            if array.dtype.kind not in "biufc":
+                raise DataError(
+                    f"{where} input {key!r} has dtype {array.dtype} — save numeric arrays"
+                )
+        if self.specs is None:
+            return
+        expected = {s.name for s in self.specs}
+        missing = sorted(expected - set(feed))
+        extra = sorted(set(feed) - expected)
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"lacks {name_list(missing)}")
+            if extra:
+                parts.append(f"has unknown {name_list(extra)}")
+            raise DataError(
+                f"{where} {' and '.join(parts)} — the model's inputs are "
+                f"{name_list(sorted(expected))}"
+            )
+        for spec in self.specs:
+            check_array(feed[spec.name], spec, where)
+
+
+def check_array(array: np.ndarray, spec: TensorSpec, where: str) -> None:
+    """Raises DataError when `array` cannot feed input `spec` (dtype, rank or a fixed dim)."""
+    if spec.dtype is not None and array.dtype != spec.dtype:
+        raise DataError(
+            f"{where} input {spec.name!r} is {array.dtype}, the model expects {spec.dtype} — "
+            f"save it with .astype(numpy.{spec.dtype})"
+        )
+    if spec.shape is None:
+        return
+    if array.ndim != len(spec.shape):
+        raise DataError(
+            f"{where} input {spec.name!r} has shape {array.shape}, the model expects rank "
+            f"{len(spec.shape)} ({spec.describe()}) — reshape the feed"
+        )
+    for axis, (size, dim) in enumerate(zip(array.shape, spec.shape, strict=True)):
+        if isinstance(dim, int) and dim > 0 and size != dim:
+            raise DataError(
+                f"{where} input {spec.name!r} has shape {array.shape}, the model expects "
+                f"{dim} at axis {axis} ({spec.describe()}) — resize the feed"
+            )

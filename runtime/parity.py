@@ -1,0 +1,67 @@
+"""Runs two models on the same feeds and compares their outputs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import onnx_ir as ir
+from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.session import create_session, run
+
+from onnxsmith.compare import OutputDiff, diff_outputs, merge_diffs
+from onnxsmith.signature import TensorSpec
+
+
+def random_feed(
+    specs: Sequence[TensorSpec], *, seed: int = 0, batch: int = 1, size: int = 32
+) -> Feed:
+    """A random feed: floats ~ N(0, 1), integers in {0, 1} (valid token ids and masks), bools.
+
+    A dim that is not fixed gets `batch` on axis 0 and `size` elsewhere (sequence length, image
+    side: 32 keeps stride-32 CNNs and transformers valid).
+    """
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in specs:
+        shape = tuple(
+            d if isinstance(d, int) and d > 0 else (batch if axis == 0 else size)
+            for axis, d in enumerate(spec.shape or ())
+        )
+        dtype = spec.dtype if spec.dtype is not None else np.dtype(np.float32)
+        if dtype.kind == "f":
+            feed[spec.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype.kind == "b":
+            feed[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feed[spec.name] = rng.integers(0, 2, shape).astype(dtype)
+    return feed
+
+
+def random_feeds(specs: Sequence[TensorSpec], seed: int = 0) -> list[Feed]:
+    """Two feeds with different sizes on every dynamic axis, so dynamic shapes get exercised."""
+    return [
+        random_feed(specs, seed=seed, batch=1, size=32),
+        random_feed(specs, seed=seed + 1, batch=2, size=64),
+    ]
+
+
+def compare_models(
+    reference: ir.Model | str | os.PathLike[str],
+    candidate: ir.Model | str | os.PathLike[str],
+    feeds: Iterable[Feed],
+    *,
+    atol: float,
+    rtol: float,
+) -> list[OutputDiff]:
+    """Worst per-output difference of `candidate` against `reference` over `feeds`."""
+    ref_session = create_session(reference)
+    cand_session = create_session(candidate)
+    names = [o.name for o in ref_session.get_outputs()]
+    worst: list[OutputDiff] = []
+    for feed in feeds:
+        expected = run(ref_session, feed, "the original model")
+        actual = run(cand_session, feed, "the transformed model")
+        worst = merge_diffs(worst, diff_outputs(names, expected, actual, atol=atol, rtol=rtol))
+    return worst

@@ -1,0 +1,122 @@
+"""The one place that creates `onnxruntime.InferenceSession`s."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+
+from onnxsmith.errors import SessionError, UsageError, name_list
+from onnxsmith.io import EXTERNAL_DATA_THRESHOLD, save_model, weight_bytes
+
+_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "dnnl": "DnnlExecutionProvider",
+}
+
+
+def resolve_providers(names: Sequence[str]) -> list[str]:
+    """Maps short names (`cpu`, `cuda`) to ORT providers; unknown or unavailable ones are errors."""
+    available = ort.get_available_providers()
+    resolved = []
+    for name in names:
+        provider = PROVIDER_ALIASES.get(name.lower(), name)
+        if provider not in available:
+            raise UsageError(
+                f"provider {name!r} is not available in this onnxruntime — choose from "
+                f"{name_list(available)}"
+            )
+        resolved.append(provider)
+    return resolved
+
+
+def create_session(
+    model: ir.Model | str | os.PathLike[str],
+    *,
+    threads: int | None = None,
+    inter_op_threads: int | None = None,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+    optimization: str = "all",
+    optimized_model_path: str | os.PathLike[str] | None = None,
+    profile_prefix: str | None = None,
+) -> ort.InferenceSession:
+    """Creates an ORT session for a model object or file.
+
+    Args:
+        model: an `ir.Model` (serialized in memory, or to a temp folder when over 2 GB) or a path.
+        threads: intra-op threads (None: ORT's default, one per physical core).
+        inter_op_threads: inter-op threads; when set, the parallel executor is used.
+        providers: execution providers, already resolved (see `resolve_providers`).
+        optimization: graph optimization level: disable, basic, extended or all.
+        optimized_model_path: where ORT writes the graph it actually runs.
+        profile_prefix: turn ORT profiling on with this file prefix.
+
+    Raises:
+        SessionError: ORT refused the model; the message names it.
+    """
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = _LEVELS[optimization]
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    if inter_op_threads is not None:
+        options.inter_op_num_threads = inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    label = _label(model)
+    try:
+        if isinstance(model, ir.Model):
+            return _session_from_ir(model, options, list(providers))
+        return ort.InferenceSession(str(model), options, providers=list(providers))
+    except Exception as e:  # ORT raises its own unrelated types (Fail, InvalidGraph, ...)
+        reason = str(e).strip().splitlines()[0]
+        raise SessionError(f"{label}: onnxruntime cannot load the model ({reason})") from e
+
+
+def _label(model: ir.Model | str | os.PathLike[str]) -> str:
+    if isinstance(model, ir.Model):
+        return model.meta.get("onnxsmith.source", model.graph.name or "model")
+    return str(model)
+
+
+def _session_from_ir(
+    model: ir.Model, options: ort.SessionOptions, providers: list[str]
+) -> ort.InferenceSession:
+    if weight_bytes(model) <= EXTERNAL_DATA_THRESHOLD:
+        data = ir.to_proto(model).SerializeToString()
+        return ort.InferenceSession(data, options, providers=providers)
+    folder = tempfile.TemporaryDirectory(prefix="onnxsmith-session-")
+    path = Path(folder.name) / "model.onnx"
+    save_model(model, path, external_data=True)
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    session._onnxsmith_tempdir = folder  # lives as long as the session
+    return session
+
+
+def run(
+    session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], label: str = "model"
+) -> list[np.ndarray]:
+    """Runs one feed; ORT errors become `SessionError` naming the model."""
+    try:
+        return session.run(None, dict(feeds))
+    except Exception as e:  # see create_session
+        reason = str(e).strip().splitlines()[0]
+        raise SessionError(f"{label}: onnxruntime failed to run the model ({reason})") from e
