@@ -1,0 +1,1 @@
+"""PyTorch → ONNX export and distillation: the only part of onnxsmith that imports torch."""
