@@ -14,8 +14,9 @@ import pytest
 from modelzoo import if_model, mlp_with_batchnorm, shared_weights_model
 from onnxsmith.passes.cleanup import (
     FoldBatchNormPass,
-    FoldConstantsPass,
+    FuseConvBiasPass,
     RemoveDropoutPass,
+    SimplifyPass,
     UpgradeOpsetPass,
     cleanup_passes,
 )
@@ -108,7 +109,7 @@ class TestRemoveDropout:
         assert result.stats == {"removed": 1, "kept_training_mode": 1}
 
 
-class TestFoldConstants:
+class TestSimplify:
     def test_folds_a_constant_subexpression_with_parity(self):
         model = mlp_with_batchnorm()
         w1 = model.graph.initializers["w1"]
@@ -117,15 +118,49 @@ class TestFoldConstants:
         model.graph.insert_before(model.graph[0], [transpose, back])
         model.graph[2].replace_input_with(1, back.outputs[0])
         expected = outputs(model, MLP_FEED)
-        result = FoldConstantsPass()(model)
+        result = SimplifyPass()(model)
         assert result.modified
         assert "Transpose" not in ops(model)
         np.testing.assert_array_equal(outputs(model, MLP_FEED)[0], expected[0])
-        assert not FoldConstantsPass()(model).modified  # idempotent
+        assert not SimplifyPass()(model).modified  # idempotent
 
-    def test_nothing_constant_is_a_no_op(self):
-        model = shared_weights_model()
-        assert not FoldConstantsPass()(model).modified
+    def test_already_simplified_model_is_a_no_op(self):
+        model, _ = apply(cleanup_passes(), tiny_cnn())
+        before = serialize(model)
+        assert not SimplifyPass()(model).modified
+        assert serialize(model) == before
+
+
+def conv_then_add(offset: np.ndarray) -> ir.Model:
+    """tiny_cnn's first conv followed by Add(offset), as PaddlePaddle exports conv biases."""
+    model = lifted(tiny_cnn())
+    conv = next(n for n in model.graph if n.op_type == "Conv")
+    const = ir.Value(name="offset", const_value=ir.tensor(offset))
+    model.graph.register_initializer(const)
+    add = ir.node("Add", inputs=[conv.outputs[0], const])
+    model.graph.insert_after(conv, add)
+    ir.convenience.replace_all_uses_with(conv.outputs[0], add.outputs[0])
+    add.replace_input_with(0, conv.outputs[0])
+    return model
+
+
+class TestFuseConvBias:
+    @pytest.mark.parametrize("shape", [(16, 1, 1), (1, 16, 1, 1), (1,), ()])
+    def test_per_channel_offset_becomes_bias_with_parity(self, shape):
+        offset = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+        model = conv_then_add(offset)
+        expected = outputs(model, CNN_FEED)
+        result = FuseConvBiasPass()(model)
+        assert result.stats["fused"] == 1
+        assert ops(model).count("Add") == 0
+        np.testing.assert_allclose(outputs(model, CNN_FEED)[0], expected[0], atol=ATOL, rtol=RTOL)
+        assert not FuseConvBiasPass()(model).modified  # idempotent
+
+    def test_offset_varying_in_space_is_left_alone(self):
+        model = conv_then_add(np.ones((1, 16, 8, 8), np.float32))
+        before = serialize(model)
+        assert not FuseConvBiasPass()(model).modified
+        assert serialize(model) == before
 
 
 class TestUpgradeOpset:

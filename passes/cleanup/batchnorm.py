@@ -22,7 +22,10 @@ from onnxsmith.passes.cleanup.rules import apply_rules
 from onnxsmith.pipeline import StatsResult
 
 
-def _constant(value: ir.Value) -> np.ndarray | None:
+def constant_array(value: ir.Value | None) -> np.ndarray | None:
+    """The value's data if it is a constant initializer (not an overridable graph input)."""
+    if value is None:
+        return None
     if value.const_value is None or value.is_graph_input():
         return None
     return value.const_value.numpy()
@@ -30,7 +33,7 @@ def _constant(value: ir.Value) -> np.ndarray | None:
 
 def _batchnorm_scale_shift(node: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
     """(scale, shift) such that BN(y) = y * scale + shift, or None if BN is not constant."""
-    params = [_constant(v) for v in node.inputs[1:5] if v is not None]
+    params = [constant_array(v) for v in node.inputs[1:5] if v is not None]
     if len(params) != 4:
         return None
     gamma, beta, mean, var = params
@@ -53,7 +56,7 @@ class _FuseBatchNormIntoMatMulAdd(RewriteRuleClassBase):
     def check(self, op: Any, *args: Any, **values: Any) -> MatchResult:
         x, w, b = values["x"], values["w"], values["b"]
         result = MatchResult()
-        weight, bias = _constant(w), _constant(b)
+        weight, bias = constant_array(w), constant_array(b)
         bn = values["bn_out"].producer()
         if weight is None or bias is None or weight.ndim != 2:
             return result.fail("MatMul weight or Add bias is not a constant 2-D initializer")
@@ -71,7 +74,7 @@ class _FuseBatchNormIntoMatMulAdd(RewriteRuleClassBase):
     def rewrite(self, op: Any, *args: Any, **values: Any) -> Any:
         x, w, b = values["x"], values["w"], values["b"]
         scale, shift = _batchnorm_scale_shift(values["bn_out"].producer())  # type: ignore[misc]
-        weight, bias = _constant(w), _constant(b)
+        weight, bias = constant_array(w), constant_array(b)
         assert weight is not None and bias is not None
         new_w = op.initializer(ir.tensor((weight * scale).astype(weight.dtype)), name=w.name)
         new_b = op.initializer(ir.tensor((bias * scale + shift).astype(bias.dtype)), name=b.name)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import onnx_ir as ir
 from onnx_ir.passes import common
 from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
+from onnxsmith.passes.cleanup.bias import FuseConvBiasPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
-from onnxsmith.passes.cleanup.fold import FoldConstantsPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
 from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
+from onnxsmith.passes.cleanup.simplify import SimplifyPass
 
 
 def cleanup_passes(
@@ -29,8 +30,9 @@ def cleanup_passes(
     if not keep_dropout:
         passes.append(RemoveDropoutPass())
     passes += [
-        FoldConstantsPass(),
+        SimplifyPass(),
         FoldBatchNormPass(),
+        FuseConvBiasPass(),
         RemoveIdentityPass(),
         common.RemoveInitializersFromInputsPass(),
         common.RemoveUnusedNodesPass(),
