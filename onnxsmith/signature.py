@@ -36,7 +36,10 @@ def _spec(value: ir.Value) -> TensorSpec:
             dtype = None
     shape = None
     if value.shape is not None:
-        shape = tuple(d if isinstance(d, int) else d.value for d in value.shape)
+        # Some exporters (PaddlePaddle) write -1 for a dynamic dim; treat it as unknown.
+        shape = tuple(
+            (d if d >= 0 else None) if isinstance(d, int) else d.value for d in value.shape
+        )
     return TensorSpec(name=value.name or "", dtype=dtype, shape=shape)
 
 

@@ -1,0 +1,79 @@
+"""`onnxsmith serve-export`: a Triton repository, ORT format, or a self-describing package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from onnxsmith.cli.render import console
+from onnxsmith.errors import UsageError
+from onnxsmith.io import load_model
+from onnxsmith.runtime.ort_format import convert_to_ort
+from onnxsmith.serve.package import write_package
+from onnxsmith.serve.triton import write_repository
+
+HELP = "hand a model to a serving stack: Triton repository, ORT format, or a package"
+EXAMPLE = "onnxsmith serve-export model.int8.onnx --format triton -o model_repository"
+FORMATS = ("triton", "ort", "package")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("models", nargs="+", metavar="MODEL", help=".onnx files")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("--name", action="append", help="model name in the repository (repeat)")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="triton (default 32)")
+    parser.add_argument("--instances", type=int, default=1, help="triton CPU instances per model")
+    parser.add_argument("--ensemble", help="triton: also write an ensemble of all models, named so")
+    parser.add_argument("--report", type=Path, help="package: a JSON report to embed as metrics")
+
+
+def _export(args: argparse.Namespace, staging: Path) -> list[Path]:
+    sources = [Path(m) for m in args.models]
+    for source in sources:
+        load_model(source)  # one-line errors for bad models before anything is written
+    if args.format == "triton":
+        return write_repository(
+            sources,
+            staging,
+            names=args.name,
+            max_batch_size=args.max_batch_size,
+            instances=args.instances,
+            ensemble=args.ensemble,
+        )
+    if len(sources) != 1:
+        raise UsageError(f"serve-export: --format {args.format} takes one model")
+    if args.format == "ort":
+        return list(convert_to_ort(sources[0], staging))
+    if args.report is not None:
+        try:
+            json.loads(args.report.read_text())
+        except (OSError, ValueError) as e:
+            raise UsageError(
+                f"serve-export: --report {args.report} is not a readable JSON file"
+            ) from e
+    return [write_package(sources[0], staging, report=args.report)]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_batch_size < 1 or args.instances < 1:
+        raise UsageError("serve-export: --max-batch-size and --instances must be at least 1")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        written = _export(args, staging)
+        out.mkdir(exist_ok=True)
+        for entry in sorted(staging.iterdir()):
+            target = out / entry.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            entry.replace(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for path in written:
+        console.print(f"wrote {out / path.relative_to(staging)}")
+    return 0
