@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from onnxsmith import __version__
-from onnxsmith.cli import demo, inspect, optimize, serve_export
+from onnxsmith.cli import demo, inspect, optimize, run, serve_export
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
@@ -19,6 +19,7 @@ VERBS: dict[str, ModuleType] = {
     "inspect": inspect,
     "optimize": optimize,
     "serve-export": serve_export,
+    "run": run,
     "demo": demo,
 }
 
@@ -49,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
         )
         module.add_arguments(sub)
     return parser
+
+
+def verb_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each verb's own parser, e.g. to validate a recipe step's options."""
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(subparsers.choices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

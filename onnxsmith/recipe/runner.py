@@ -1,0 +1,203 @@
+"""Runs a recipe: plans each verb call, validates all of them, then runs them with resume.
+
+Every intermediate model stays in the output folder; `run.json` records each step's command,
+input fingerprints, timing, output hash and the metrics its report holds. A step whose command
+and inputs are unchanged, and whose output is still the one recorded, is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from onnxsmith.errors import OnnxsmithError, UsageError, name_list
+from onnxsmith.recipe.spec import Recipe, allowed_options, to_argv
+
+RUN_FILE = "run.json"
+_MAX_METRICS_BYTES = 200_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """One planned verb call."""
+
+    label: str  # "02-prune", used for output names and messages
+    verb: str
+    argv: tuple[str, ...]  # the full command line after `onnxsmith`
+    inputs: tuple[Path, ...]  # files and folders whose content decides the result
+    output: Path | None
+    reports: tuple[Path, ...]  # where the verb writes JSON metrics, if it does
+
+
+def _fingerprint(path: Path) -> str:
+    """sha256 of a file (with its external data) or of a folder's names, sizes and mtimes."""
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for child in sorted(path.rglob("*")):
+            if child.is_file():
+                stat = child.stat()
+                digest.update(
+                    f"{child.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+                )
+        return digest.hexdigest()
+    for part in (path, path.with_name(path.name + ".data")):
+        if part.is_file():
+            with part.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+class Planner:
+    """Turns a recipe into invocations, each validated by its verb's own parser."""
+
+    def __init__(self, recipe: Recipe, parsers: dict[str, argparse.ArgumentParser]):
+        self.recipe = recipe
+        self.parsers = parsers
+        self.out = recipe.output
+
+    def _parser(self, verb: str, where: str) -> argparse.ArgumentParser:
+        if verb not in self.parsers:
+            raise UsageError(f"run: {where}: verb {verb!r} is not available in this installation")
+        return self.parsers[verb]
+
+    def _call(
+        self, label: str, verb: str, positional: list[str], options: dict[str, Any], where: str
+    ) -> Invocation:
+        parser = self._parser(verb, where)
+        allowed = allowed_options(parser)
+        unknown = sorted(k for k in options if k not in allowed)
+        if unknown:
+            raise UsageError(
+                f"run: {self.recipe.path}: {where} ({verb}) has unknown option "
+                f"{name_list(unknown)} — allowed: {name_list(allowed, 40)}"
+            )
+        options = dict(options)
+        for key, path in self.recipe.data.items():
+            if key in allowed and key not in options:
+                options[key] = str(path)
+        output = None
+        if "output" in {a.dest for a in parser._actions}:
+            suffix = "" if verb == "serve-export" else ".onnx"
+            output = self.out / f"{label}{suffix}"
+        reports = []
+        if "report" in allowed and "report" not in options and verb != "serve-export":
+            options["report"] = str(self.out / f"{label}-report")
+            reports.append(self.out / f"{label}-report" / "report.json")
+        if "json" in allowed and "json" not in options:
+            options["json"] = str(self.out / f"{label}.json")
+            reports.append(self.out / f"{label}.json")
+        argv = [verb, *positional]
+        if output is not None:
+            argv += ["-o", str(output)]
+        argv += to_argv(options, parser)
+        try:
+            parser.parse_args(argv[1:])
+        except UsageError as e:
+            raise UsageError(f"run: {self.recipe.path}: {where} ({verb}): {e}") from e
+        # Earlier steps' outputs do not exist yet at plan time; sources (export targets) do.
+        inputs = [Path(p) for p in positional if p.endswith(".onnx") or Path(p).exists()]
+        inputs += [Path(v) for k, v in options.items() if k in self.recipe.data]
+        return Invocation(label, verb, tuple(argv), tuple(inputs), output, tuple(reports))
+
+    def plan(self) -> list[Invocation]:
+        r = self.recipe
+        calls: list[Invocation] = []
+        current: Path | None = r.model
+        if r.export is not None:
+            options = dict(r.export)
+            target = options.pop("target", None)
+            if target is None:
+                raise UsageError(f'run: {r.path}: [export] needs `target = "file.py:factory"`')
+            local = r.path.parent / str(target).split(":")[0]
+            target_arg = str(r.path.parent / target) if local.exists() else str(target)
+            calls.append(self._call("00-export", "export", [target_arg], options, "[export]"))
+            current = calls[-1].output
+        first = current
+        for i, step in enumerate(r.steps, start=1):
+            members = [str(m) for m in step.inputs]
+            positional = ([str(current)] if current else []) + members
+            call = self._call(
+                f"{i:02d}-{step.verb}", step.verb, positional, step.options, f"[[steps]] #{i}"
+            )
+            calls.append(call)
+            current = call.output
+            first = first or current
+        if r.bench is not None and current is not None:
+            models = [str(m) for m in dict.fromkeys([first, current]) if m is not None]
+            calls.append(self._call("90-bench", "bench", models, r.bench, "[bench]"))
+        if r.serve is not None and current is not None:
+            calls.append(self._call("99-serve", "serve-export", [str(current)], r.serve, "[serve]"))
+        return calls
+
+
+@dataclasses.dataclass(frozen=True)
+class StepRecord:
+    label: str
+    status: str  # "ran" or "cached"
+    seconds: float
+    output: str | None
+
+
+def _fingerprints(call: Invocation) -> dict[str, str]:
+    return {str(p): _fingerprint(p) for p in call.inputs}
+
+
+def _metrics(call: Invocation) -> dict[str, Any]:
+    metrics = {}
+    for report in call.reports:
+        if report.is_file() and report.stat().st_size <= _MAX_METRICS_BYTES:
+            metrics[report.name] = json.loads(report.read_text())
+    return metrics
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run_recipe(recipe: Recipe, calls: list[Invocation], execute) -> list[StepRecord]:
+    """Runs `calls` in order with `execute(argv)`; skips unchanged steps recorded in run.json."""
+    recipe.output.mkdir(parents=True, exist_ok=True)
+    run_file = recipe.output / RUN_FILE
+    previous = json.loads(run_file.read_text()).get("steps", {}) if run_file.exists() else {}
+    state: dict[str, Any] = {"recipe": str(recipe.path), "name": recipe.name, "steps": {}}
+    records = []
+    for call in calls:
+        inputs = _fingerprints(call)
+        before = previous.get(call.label, {})
+        if (
+            before.get("argv") == list(call.argv)
+            and before.get("inputs") == inputs
+            and call.output is not None
+            and call.output.exists()
+            and before.get("output_sha256") == _fingerprint(call.output)
+        ):
+            state["steps"][call.label] = before
+            records.append(StepRecord(call.label, "cached", 0.0, str(call.output)))
+            continue
+        start = time.perf_counter()
+        try:
+            execute(list(call.argv))
+        except OnnxsmithError as e:
+            raise type(e)(f"run: step {call.label} failed: {e}") from e
+        seconds = time.perf_counter() - start
+        state["steps"][call.label] = {
+            "argv": list(call.argv),
+            "inputs": inputs,
+            "seconds": round(seconds, 3),
+            "output": str(call.output) if call.output else None,
+            "output_sha256": _fingerprint(call.output) if call.output else None,
+            "metrics": _metrics(call),
+        }
+        _write_json(run_file, state)
+        records.append(StepRecord(call.label, "ran", seconds, str(call.output)))
+    _write_json(run_file, state)
+    return records

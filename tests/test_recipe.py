@@ -1,0 +1,97 @@
+"""`onnxsmith run`: recipe validation, paths relative to the recipe, resume, --set overrides."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from onnxsmith.io import save_model
+from onnxsmith.samples import tiny_cnn
+
+RECIPE = """
+name = "cnn"
+model = "cnn.onnx"
+output = "out"
+
+[[steps]]
+step = "optimize"
+opset = 13
+
+[serve]
+format = "package"
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    save_model(tiny_cnn(), folder / "cnn.onnx")
+    path = folder / "recipe.toml"
+    path.write_text(RECIPE)
+    return path
+
+
+def test_runs_steps_and_records_them(cli, recipe, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # paths resolve against the recipe, not the cwd
+    code, _, err = cli("run", recipe)
+    assert code == 0, err
+    folder = recipe.parent / "out"
+    record = json.loads((folder / "run.json").read_text())
+    optimize = record["steps"]["01-optimize"]
+    assert optimize["argv"][:2] == ["optimize", str(recipe.parent / "cnn.onnx")]
+    assert "--opset" in optimize["argv"] and len(optimize["output_sha256"]) == 64
+    assert optimize["metrics"]["01-optimize.json"]["nodes"]["after"] > 0
+    assert (folder / "99-serve" / "metadata.json").exists()
+
+
+def test_second_run_is_cached_and_set_reruns_downstream(cli, recipe):
+    assert cli("run", recipe)[0] == 0
+    code, out, _ = cli("run", recipe)
+    assert code == 0 and out.count("│ cached") == 2
+    code, out, _ = cli("run", recipe, "--set", "steps.1.opset=14")
+    assert code == 0 and out.count("│ cached") == 0
+    record = json.loads((recipe.parent / "out" / "run.json").read_text())
+    assert record["steps"]["01-optimize"]["argv"][-3:-1] == ["--opset", "14"]
+
+
+def test_changed_input_model_reruns(cli, recipe):
+    assert cli("run", recipe)[0] == 0
+    save_model(tiny_cnn(seed=1), recipe.parent / "cnn.onnx")
+    code, out, _ = cli("run", recipe)
+    assert code == 0 and "│ cached" not in out
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('model = "cnn.onnx"\ncolour = "red"', "unknown key 'colour'"),
+        ('model = "cnn.onnx"\n[[steps]]\nstep = "polish"', "unknown step 'polish'"),
+        ('model = "cnn.onnx"\n[[steps]]\nstep = "optimize"\nspeed = 11', "unknown option 'speed'"),
+        ('model = "cnn.onnx"\n[[steps]]\nopset = 13', "needs `step"),
+        ('[[steps]]\nstep = "optimize"', "give a starting"),
+        ('model = "cnn.onnx"\n[[steps]]\nstep = "optimize"\nopset = "x"', "invalid int value"),
+        ("model = = 1", "not valid TOML"),
+    ],
+)
+def test_invalid_recipes_fail_before_running(cli, recipe, text, message):
+    recipe.write_text(textwrap.dedent(text))
+    code, _, err = cli("run", recipe)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (recipe.parent / "out").exists()
+
+
+def test_unknown_option_lists_allowed_ones(cli, recipe):
+    recipe.write_text(RECIPE.replace("opset = 13", "opst = 13"))
+    _, _, err = cli("run", recipe)
+    assert "allowed:" in err and "'opset'" in err
+
+
+def test_missing_recipe_and_bad_set(cli, recipe, tmp_path):
+    assert cli("run", tmp_path / "none.toml")[0] == 2
+    code, _, err = cli("run", recipe, "--set", "steps.5.opset=1")
+    assert code == 2 and "does not address" in err
+    code, _, err = cli("run", recipe, "--set", "nonsense")
+    assert code == 2 and "key=value" in err
