@@ -228,9 +228,7 @@ def _describe(member: Member, sources: dict[str, Source], outputs: list[str]) ->
         "opset": member.opset,
         "ir_version": member.ir_version,
         "feeds": feeds,
-        "outputs": {
-            member.output_names[n]: n for n in member.outputs if n in outputs
-        },
+        "outputs": {member.output_names[n]: n for n in member.outputs if n in outputs},
     }
 
 

@@ -38,7 +38,8 @@ class StackFit:
         """The stacked output for per-member score arrays [..., classes] (numpy reference)."""
         if self.coef is not None and self.intercept is not None:
             return np.concatenate(scores, axis=-1) @ self.coef + self.intercept
-        return sum(w * s for w, s in zip(self.weights, scores, strict=True) if w != 0)
+        terms = [w * s for w, s in zip(self.weights, scores, strict=True) if w != 0]
+        return np.sum(terms, axis=0)
 
 
 def nnls(a: np.ndarray, b: np.ndarray, *, tol: float = 1e-10) -> np.ndarray:

@@ -94,7 +94,7 @@ def unify(a: ir.Value, b: ir.Value) -> ir.Shape | None:
     for axis, (x, y) in enumerate(zip(a.shape, b.shape, strict=True)):
         if isinstance(x, int) and isinstance(y, int) and x != y:
             raise ValueError(f"axis {axis} is {x} vs {y} ({_dims(a)} vs {_dims(b)})")
-        if isinstance(x, int) or not isinstance(y, int) and x.value is not None:
+        if isinstance(x, int) or (not isinstance(y, int) and x.value is not None):
             dims.append(x)
         else:
             dims.append(y)

@@ -1,4 +1,4 @@
-"""One opset for all members: the highest one, reached by upgrading the others, never downgrading."""
+"""One opset for all members: the highest, reached by upgrading the others, never downgrading."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ def upgrade(model: ir.Model, target: int, label: str) -> None:
         ) from e
 
 
-def merged_imports(models: Sequence[ir.Model], labels: Sequence[str], target: int) -> dict[str, int]:
+def merged_imports(
+    models: Sequence[ir.Model], labels: Sequence[str], target: int
+) -> dict[str, int]:
     """The union of the members' opset imports; a custom domain at two versions is an error."""
     imports: dict[str, int] = {"": target}
     owner: dict[str, str] = {}
