@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"cascade thresholds to sweep on --eval (default {','.join(map(str, _SWEEP))})",
     )
     parser.add_argument(
+        "--seconds", type=float, default=5.0, help="timing budget per --eval run (default 5)"
+    )
+    parser.add_argument(
         "--no-check", dest="check", action="store_false", help="skip the check vs separate runs"
     )
     parser.add_argument(
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         evaluate=args.eval,
         eval_labels=args.eval_labels,
         thresholds=thresholds or (),
+        seconds=args.seconds,
         external_data=args.external_data,
     )
     _print(report)

@@ -82,6 +82,7 @@ def merge_files(
     evaluate: str | Path | None = None,
     eval_labels: str | Path | None = None,
     thresholds: Sequence[float] = (),
+    seconds: float = 5.0,
     external_data: bool | None = None,
 ) -> MergeReport:
     """Merges the model files `paths` into `output` (see `merge_models` for the modes).
@@ -89,8 +90,8 @@ def merge_files(
     `fit` (with `labels` or `teacher`) fits the weights of `weighted` (NNLS, then normalized)
     or `stack` (`stacker`: nnls or logistic). Unless `check` is False, the merged model is run
     against the members as separate sessions on two random feeds and nothing is written when
-    they differ. `evaluate` scores and times the result on a data dir (with `eval_labels`);
-    cascades also sweep `thresholds`.
+    they differ. `evaluate` scores and times the result on a data dir (with `eval_labels`),
+    `seconds` per interleaved timing run; cascades also sweep `thresholds`.
     """
     _check_options(mode, weights, fit, labels, teacher, evaluate, eval_labels, thresholds)
     models = [load_model(p) for p in paths]
@@ -131,6 +132,7 @@ def merge_files(
             evaluate,
             labels=eval_labels,
             thresholds=sweep if mode == "cascade" else (),
+            seconds=seconds,
         )
     options = {
         "mode": mode,
