@@ -15,13 +15,16 @@ import numpy as np
 import onnx_ir as ir
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.session import create_session
+from onnxsmith.runtime.session import run as run_session
 
 from onnxsmith.compare import OutputDiff, diff_outputs, merge_diffs
 from onnxsmith.errors import UsageError
 from onnxsmith.merge import StackFit, merge_record
+from onnxsmith.merge.combine import VOTE_SUFFIX
 from onnxsmith.merge.fit import softmax
 
 ModelLike = ir.Model | str | os.PathLike[str]
+MERGED_LABEL = "the merged model"
 
 
 class SeparateMembers:
@@ -41,6 +44,9 @@ class SeparateMembers:
                 f"{len(members)} were given"
             )
         self.sessions = [create_session(m, threads=threads) for m in members]
+        self.labels = [
+            f"member {i} ({m['file'] or m['tag']})" for i, m in enumerate(self.record["members"])
+        ]
         self.names = [[o.name for o in s.get_outputs()] for s in self.sessions]
         self.stack = _stack_fit(self.record, merged)
 
@@ -58,7 +64,7 @@ class SeparateMembers:
         """Member `index`'s outputs (interface names) on a feed of the merged model."""
         spec = self.record["members"][index]
         own = {name: feed[source] for name, (tag, source) in spec["feeds"].items() if not tag}
-        values = self.sessions[index].run(None, own)
+        values = run_session(self.sessions[index], own, self.labels[index])
         by_name = dict(zip(self.names[index], values, strict=True))
         return {iface: by_name[orig] for orig, iface in spec["outputs"].items()}
 
@@ -73,7 +79,7 @@ class SeparateMembers:
         mode, axis = self.record["mode"], self.record["axis"]
         outputs: dict[str, np.ndarray] = {}
         for name in self.record["outputs"]:
-            if mode == "vote" and name.endswith("_vote"):
+            if mode == "vote" and name.endswith(VOTE_SUFFIX):
                 continue
             scores = self.scores(feed, name)
             dtype = scores[0].dtype
@@ -86,7 +92,7 @@ class SeparateMembers:
             elif mode == "stack":
                 outputs[name] = np.asarray(self.stack.apply(scores), dtype)  # type: ignore[union-attr]
             else:  # vote
-                outputs[name], outputs[name + "_vote"] = vote(scores, axis)
+                outputs[name], outputs[name + VOTE_SUFFIX] = vote(scores, axis)
         return outputs
 
     def _chain(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -96,7 +102,7 @@ class SeparateMembers:
                 name: feed[source] if not tag else produced[tag][source]
                 for name, (tag, source) in spec["feeds"].items()
             }
-            values = self.sessions[index].run(None, own)
+            values = run_session(self.sessions[index], own, self.labels[index])
             produced[spec["tag"]] = dict(zip(self.names[index], values, strict=True))
         outputs = {}
         for spec in self.record["members"]:  # later stages win, as in the merged graph
@@ -154,7 +160,7 @@ def check_merge(
     worst: list[OutputDiff] = []
     for feed in feeds:
         expected = reference.run(names, feed)
-        actual = session.run(names, dict(feed))
+        actual = run_session(session, feed, MERGED_LABEL)
         worst = merge_diffs(worst, diff_outputs(names, expected, actual, atol=atol, rtol=rtol))
     return worst
 

@@ -19,6 +19,7 @@ from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 
 from onnxsmith.merge import merge_record, set_threshold
+from onnxsmith.merge.combine import VOTE_SUFFIX
 from onnxsmith.signature import input_specs
 
 STEP = "merge --eval"
@@ -97,7 +98,7 @@ def evaluate_merge(
     total = 0
     for i, (where, feed) in enumerate(feeds.items()):
         outputs = dict(zip(record["outputs"], session.run(None, feed), strict=True))
-        prediction = outputs.get(score + "_vote", np.argmax(outputs[score], axis=axis))
+        prediction = outputs.get(score + VOTE_SUFFIX, np.argmax(outputs[score], axis=axis))
         if truth is None:
             continue
         label = check_label(truth[i], prediction, f"{STEP}: {where}")

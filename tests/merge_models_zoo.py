@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 from onnx import TensorProto, helper, numpy_helper
-
 from onnxsmith.runtime.session import create_session
+
 from onnxsmith.samples import tiny_cnn
 
 

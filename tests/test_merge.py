@@ -279,7 +279,9 @@ def test_chain_by_name_across_opsets(feeds):
 
 def test_chain_with_map_and_output_choice():
     stages = [cnn(0), postprocess(input_name="scores")]
-    with pytest.raises(PassError, match=r"reads none of the earlier outputs .*--map 0:logits=scores"):
+    with pytest.raises(
+        PassError, match=r"reads none of the earlier outputs .*--map 0:logits=scores"
+    ):
         merge_models(stages, "chain")
     merged = merge_models(stages, "chain", mapping=["logits=scores"], output="label")
     assert [v.name for v in merged.graph.outputs] == ["label"]
@@ -359,3 +361,12 @@ def test_cascade_needs_a_dynamic_batch():
         model.graph.inputs[0].shape = ir.Shape([2, 1, 8, 8])
     with pytest.raises(PassError, match=r"'image' have no dynamic batch axis"):
         merge_models(fixed, "cascade", threshold=0.5)
+
+
+def test_explicit_opset_below_what_the_mode_needs_is_refused():
+    old = [cnn(0, 10), cnn(1, 10)]
+    with pytest.raises(UsageError, match=r"--opset 10 is below 11"):
+        merge_models(old, "cascade", threshold=0.5, opset=10)
+    merged = merge_models(old, "cascade", threshold=0.5)
+    assert merged.opset_imports[""] == 11
+    assert [m["opset"] for m in merge_record(merged)["members"]] == [10, 10]

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import digest
 from merge_models_zoo import cnn, outputs, softmax
+from onnxsmith.runtime.stacking import fit_stack
 
 from onnxsmith.io import load_model, save_model
 from onnxsmith.merge import merge_models
 from onnxsmith.merge.fit import fit_logistic, nnls
-from onnxsmith.runtime.stacking import fit_stack
 
 
 @pytest.fixture
@@ -93,7 +93,9 @@ def test_nnls_stack_matches_separate_sessions(trio, data):
     assert all(w >= 0 for w in fit.weights) and sum(fit.weights) > 0
     merged = merge_models(members, "stack", stack=fit, softmax=True)
     feed = {"image": np.random.default_rng(6).normal(size=(2, 1, 8, 8)).astype(np.float32)}
-    expected = sum(w * softmax(outputs(m, feed)[0]) for w, m in zip(fit.weights, members))
+    expected = sum(
+        w * softmax(outputs(m, feed)[0]) for w, m in zip(fit.weights, members, strict=True)
+    )
     assert np.abs(outputs(merged, feed)[0] - expected).max() <= 1e-5
 
 
@@ -123,7 +125,7 @@ def test_cli_weighted_fit_and_logistic_stack(cli, trio, data, tmp_path):
     assert code == 0, err
     weights = json.loads((tmp_path / "w.json").read_text())["merge"]["weights"]
     assert len(weights) == 3 and abs(sum(weights) - 1) < 1e-9
-    code, stdout, err = cli(
+    code, _, err = cli(
         "merge", *trio, "-o", tmp_path / "s.onnx", "--mode", "stack", "--stacker", "logistic",
         "--fit", feeds, "--labels", labels, "--eval", feeds, "--eval-labels", labels,
         "--seconds", "0.2", "--json", tmp_path / "s.json",

@@ -10,6 +10,7 @@ gathered into a sub-batch for the next stage, and its answers are scattered back
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -59,73 +60,74 @@ def check_cascade(members: Sequence[Member], score: str, shared: Mapping[str, ir
         )
 
 
-def build_cascade(
-    em: Emitter,
-    members: Sequence[Member],
-    feeds: Mapping[str, ir.Value],
-    *,
-    score: str,
-    threshold: ir.Value,
-    softmax: Sequence[bool],
-    axis: int,
-) -> tuple[ir.Value, ir.Value]:
-    """Emits the cascade; returns the score output and the int64 stage that answered each
-    sample."""
-    return _stage(em, members, 0, feeds, score, threshold, softmax, axis)
+@dataclasses.dataclass(frozen=True)
+class Cascade:
+    """The members in order and how each decides to pass a sample on.
 
+    Attributes:
+        members: stage k is members[k].
+        score: the interface output that is gated on and returned.
+        threshold: the value holding the confidence threshold.
+        softmax: per stage, whether its output is softmaxed to get probabilities.
+        axis: the class axis.
+    """
 
-def _stage(
-    em: Emitter,
-    members: Sequence[Member],
-    k: int,
-    feeds: Mapping[str, ir.Value],
-    score: str,
-    threshold: ir.Value,
-    softmax: Sequence[bool],
-    axis: int,
-) -> tuple[ir.Value, ir.Value]:
-    member = members[k]
-    member.move_into(em.graph, em.main, feeds)
-    out = member.outputs[score]
-    stage = em.batch_filled(out, k)
-    stage.dtype = ir.DataType.INT64
-    stage.shape = ir.Shape([out.shape[0]]) if out.shape is not None else None
-    if k == len(members) - 1:
-        return out, stage
-    low = em.op("Less", [_confidence(em, out, softmax[k], axis), threshold])
-    rows = em.op("NonZero", [low])  # [1, n]
-    escalate = em.op("Greater", [em.op("Size", [rows]), em.const(np.array(0, np.int64))])
+    members: Sequence[Member]
+    score: str
+    threshold: ir.Value
+    softmax: Sequence[bool]
+    axis: int
 
-    then = ir.Graph([], [], nodes=[], name=f"merge/escalate_{k + 1}")
-    t = em.branch(then)
-    picked = t.op("Reshape", [rows, t.const(np.array([-1], np.int64))])
-    sub_feeds = {name: t.op("Gather", [v, picked], {"axis": 0}) for name, v in feeds.items()}
-    sub_out, sub_stage = _stage(t, members, k + 1, sub_feeds, score, threshold, softmax, axis)
-    index = t.op("Transpose", [rows])  # [n, 1]: ScatterND row indices
-    then.outputs.extend(
-        [t.op("ScatterND", [out, index, sub_out]), t.op("ScatterND", [stage, index, sub_stage])]
-    )
+    def build(self, em: Emitter, feeds: Mapping[str, ir.Value]) -> tuple[ir.Value, ir.Value]:
+        """Emits the cascade; returns the score output and the int64 stage that answered each
+        sample."""
+        return self._stage(em, 0, feeds)
 
-    keep = ir.Graph([], [], nodes=[], name=f"merge/keep_{k}")
-    e = em.branch(keep)
-    keep.outputs.extend([e.op("Identity", [out]), e.op("Identity", [stage])])
+    def _stage(
+        self, em: Emitter, k: int, feeds: Mapping[str, ir.Value]
+    ) -> tuple[ir.Value, ir.Value]:
+        member = self.members[k]
+        member.move_into(em.graph, em.main, feeds)
+        out = member.outputs[self.score]
+        stage = em.batch_filled(out, k)
+        stage.dtype = ir.DataType.INT64
+        stage.shape = ir.Shape([out.shape[0]]) if out.shape is not None else None
+        if k == len(self.members) - 1:
+            return out, stage
+        confidence = _confidence(em, out, self.softmax[k], self.axis)
+        rows = em.op("NonZero", [em.op("Less", [confidence, self.threshold])])  # [1, n]
+        escalate = em.op("Greater", [em.op("Size", [rows]), em.const(np.array(0, np.int64))])
 
-    node = ir.node(
-        "If",
-        [escalate],
-        {"then_branch": then, "else_branch": keep},
-        num_outputs=2,
-        name=f"merge/If_escalate_{k + 1}",
-    )
-    em.graph.append(node)
-    result, answered = node.outputs
-    for branch in (then, keep):
-        _set_type(branch.outputs[0], out)
-        _set_type(branch.outputs[1], stage)
-    _set_type(result, out)
-    _set_type(answered, stage)
-    result.name, answered.name = f"{node.name}:0", f"{node.name}:1"
-    return result, answered
+        then = ir.Graph([], [], nodes=[], name=f"merge/escalate_{k + 1}")
+        t = em.branch(then)
+        picked = t.op("Reshape", [rows, t.const(np.array([-1], np.int64))])
+        sub_feeds = {name: t.op("Gather", [v, picked], {"axis": 0}) for name, v in feeds.items()}
+        sub_out, sub_stage = self._stage(t, k + 1, sub_feeds)
+        index = t.op("Transpose", [rows])  # [n, 1]: ScatterND row indices
+        then.outputs.extend(
+            [t.op("ScatterND", [out, index, sub_out]), t.op("ScatterND", [stage, index, sub_stage])]
+        )
+
+        keep = ir.Graph([], [], nodes=[], name=f"merge/keep_{k}")
+        e = em.branch(keep)
+        keep.outputs.extend([e.op("Identity", [out]), e.op("Identity", [stage])])
+
+        node = ir.node(
+            "If",
+            [escalate],
+            {"then_branch": then, "else_branch": keep},
+            num_outputs=2,
+            name=f"merge/If_escalate_{k + 1}",
+        )
+        em.graph.append(node)
+        result, answered = node.outputs
+        for branch in (then, keep):
+            _set_type(branch.outputs[0], out)
+            _set_type(branch.outputs[1], stage)
+        _set_type(result, out)
+        _set_type(answered, stage)
+        result.name, answered.name = f"{node.name}:0", f"{node.name}:1"
+        return result, answered
 
 
 def _confidence(em: Emitter, out: ir.Value, softmax: bool, axis: int) -> ir.Value:

@@ -9,7 +9,7 @@ import onnx_ir as ir
 
 from onnxsmith.errors import PassError, name_list
 from onnxsmith.merge.emit import Emitter
-from onnxsmith.merge.interface import unify
+from onnxsmith.merge.interface import InputTable, unify
 from onnxsmith.merge.members import Member
 
 
@@ -36,8 +36,7 @@ def build_chain(em: Emitter, members: Sequence[Member], output: str | None) -> C
     first must read at least one earlier output. The chain's outputs are the last stage's, or
     `output` (from any stage).
     """
-    inputs: dict[str, ir.Value] = {}
-    owners: dict[str, Member] = {}
+    inputs = InputTable()
     produced: dict[str, tuple[Member, ir.Value]] = {}
     sources: list[dict[str, Source]] = []
     for k, m in enumerate(members):
@@ -49,19 +48,7 @@ def build_chain(em: Emitter, members: Sequence[Member], output: str | None) -> C
                 _check_link(source_member, m, name, source, value)
                 feeds[name], wiring[name] = source, Source(name, source_member)
                 continue
-            if name in inputs:
-                try:
-                    inputs[name].shape = unify(inputs[name], value)
-                except ValueError as e:
-                    raise PassError(
-                        f"merge: chain input {name!r} of {m.label} does not match "
-                        f"{owners[name].label}'s: {e} — give it its own input with "
-                        f"--map {m.index}:{name}={name}_{m.index}"
-                    ) from e
-            else:
-                inputs[name] = ir.Value(name=name, type=value.type, shape=value.shape)
-                owners[name] = m
-            feeds[name], wiring[name] = inputs[name], Source(name)
+            feeds[name], wiring[name] = inputs.read(m, name), Source(name)
         if k > 0 and not any(s.member is not None for s in wiring.values()):
             previous = members[k - 1]
             raise PassError(
@@ -83,7 +70,7 @@ def build_chain(em: Emitter, members: Sequence[Member], output: str | None) -> C
             f"merge: no stage has an output {output!r} — the chain's outputs are "
             f"{name_list(sorted(produced))}"
         )
-    return Chain(inputs, outputs, sources)
+    return Chain(inputs.values, outputs, sources)
 
 
 def _check_link(source: Member, target: Member, name: str, out: ir.Value, inp: ir.Value) -> None:

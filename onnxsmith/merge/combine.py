@@ -31,19 +31,33 @@ def combine(
     over the concatenated member scores.
     """
     scores = [em.softmax(v, axis) for v in values] if softmax else list(values)
-    if mode == "mean":
-        return [("", em.op("Mean", scores))]
-    if mode == "max":
-        return [("", em.op("Max", scores))]
     if mode == "vote":
-        return _vote(em, scores, axis)
-    if mode == "stack" and stack is not None and stack.method == "logistic":
-        return [("", _logistic(em, scores, stack))]
-    if mode == "stack" and stack is not None:
-        weights = stack.weights
-    if weights is None:
-        raise ValueError(f"mode {mode!r} needs weights")
-    return [("", _weighted_sum(em, scores, weights))]
+        mean, winner = _vote(em, scores, axis)
+        winner.dtype = ir.DataType.INT64
+        if values[0].shape is not None:
+            dims = list(values[0].shape)
+            del dims[axis]
+            winner.shape = ir.Shape(dims)
+        _like(mean, values[0])
+        return [("", mean), (VOTE_SUFFIX, winner)]
+    if mode == "mean":
+        result = em.op("Mean", scores)
+    elif mode == "max":
+        result = em.op("Max", scores)
+    elif stack is not None and stack.method == "logistic":
+        result = _logistic(em, scores, stack)
+    else:
+        weights = stack.weights if stack is not None else weights
+        if weights is None:
+            raise ValueError(f"mode {mode!r} needs weights")
+        result = _weighted_sum(em, scores, weights)
+    _like(result, values[0])
+    return [("", result)]
+
+
+def _like(value: ir.Value, model: ir.Value) -> None:
+    value.type = model.type
+    value.shape = model.shape
 
 
 def _weighted_sum(em: Emitter, scores: Sequence[ir.Value], weights: Sequence[float]) -> ir.Value:
@@ -57,7 +71,7 @@ def _weighted_sum(em: Emitter, scores: Sequence[ir.Value], weights: Sequence[flo
     return em.op("Sum", terms)
 
 
-def _vote(em: Emitter, scores: Sequence[ir.Value], axis: int) -> list[tuple[str, ir.Value]]:
+def _vote(em: Emitter, scores: Sequence[ir.Value], axis: int) -> tuple[ir.Value, ir.Value]:
     mean = em.op("Mean", scores)
     dtype = _numpy_dtype(scores[0])
     # Negative axes address the same dim in ArgMax's input and OneHot's output.
@@ -76,7 +90,7 @@ def _vote(em: Emitter, scores: Sequence[ir.Value], axis: int) -> list[tuple[str,
     tied = em.op("Equal", [votes, most])
     masked = em.op("Where", [tied, mean, em.const(np.array(-np.inf, dtype))])
     winner = em.op("ArgMax", [masked], {"axis": axis, "keepdims": 0})
-    return [("", mean), (VOTE_SUFFIX, winner)]
+    return mean, winner
 
 
 def _logistic(em: Emitter, scores: Sequence[ir.Value], stack: StackFit) -> ir.Value:

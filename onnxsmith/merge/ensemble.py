@@ -14,7 +14,7 @@ from onnx_ir.passes import common
 from onnxsmith.errors import PassError, UsageError, name_list
 from onnxsmith.merge import cascade as cascade_mode
 from onnxsmith.merge.chain import Source, build_chain
-from onnxsmith.merge.combine import VOTE_SUFFIX, combine
+from onnxsmith.merge.combine import combine
 from onnxsmith.merge.emit import Emitter
 from onnxsmith.merge.fit import STACK_METHODS, StackFit
 from onnxsmith.merge.interface import (
@@ -29,7 +29,6 @@ from onnxsmith.merge.members import Member, member_label, prepare_members
 from onnxsmith.merge.opset import common_opset, merged_imports, merged_ir_version
 
 MODES = ("mean", "weighted", "vote", "max", "chain", "cascade", "stack")
-PARALLEL_MODES = ("mean", "weighted", "vote", "max", "stack")
 METADATA_KEY = "onnxsmith.merge"
 # The lowest opset each mode's own nodes need (OneHot/Where: 9, ScatterND: 11).
 _MIN_OPSET = {"vote": 9, "cascade": cascade_mode.MIN_OPSET}
@@ -88,10 +87,16 @@ def merge_models(
         chain = build_chain(em, members, output)
         inputs, outputs = chain.inputs, chain.outputs
         sources = chain.sources
-    else:
-        inputs, outputs, extra = _build_gathered(
-            em, members, mode, output, weights, softmax, threshold, stack, axis
-        )
+    else:  # every member reads the shared inputs
+        inputs = share_inputs(members)
+        names = _matched_outputs(members, mode, output)
+        if mode == "cascade":
+            assert threshold is not None  # checked in _check_options
+            outputs, extra = _cascade(em, members, names[0], inputs, softmax, threshold, axis)
+        else:
+            outputs, extra = _parallel(
+                em, members, mode, names, inputs, weights, softmax, stack, axis
+            )
         record.update(extra)
         sources = [{name: Source(name) for name in m.inputs} for m in members]
     graph.inputs.extend(inputs.values())
@@ -125,19 +130,7 @@ def merge_record(model: ir.Model) -> dict[str, Any]:
     return json.loads(raw)
 
 
-def _build_gathered(
-    em: Emitter,
-    members: Sequence[Member],
-    mode: str,
-    output: str | None,
-    weights: Sequence[float] | None,
-    softmax: bool | None,
-    threshold: float | None,
-    stack: StackFit | None,
-    axis: int,
-) -> tuple[dict[str, ir.Value], dict[str, ir.Value], dict[str, Any]]:
-    """Parallel modes and cascade: every member reads the shared inputs."""
-    inputs = share_inputs(members)
+def _matched_outputs(members: Sequence[Member], mode: str, output: str | None) -> list[str]:
     names = select_outputs(members, output)
     if mode in ("vote", "cascade", "stack") and len(names) > 1:
         raise PassError(
@@ -146,54 +139,59 @@ def _build_gathered(
         )
     for name in names:
         check_same_type(members, name)
-    extra: dict[str, Any] = {}
-    if mode == "cascade":
-        assert threshold is not None  # checked in _check_options
-        score = names[0]
-        cascade_mode.check_cascade(members, score, inputs)
-        use_softmax = [
-            softmax if softmax is not None else not cascade_mode.is_probability(m.outputs[score])
-            for m in members
-        ]
-        value = members[0].outputs[score]
-        dtype = np.dtype(value.dtype.numpy()) if value.dtype is not None else np.float32
-        limit = em.const(np.asarray(threshold, dtype), name=cascade_mode.THRESHOLD_NAME)
-        result, stage = cascade_mode.build_cascade(
-            em, members, inputs, score=score, threshold=limit, softmax=use_softmax, axis=axis
-        )
-        extra = {"threshold": threshold, "softmax": use_softmax}
-        return inputs, {score: result, score + cascade_mode.STAGE_SUFFIX: stage}, extra
+    return names
 
+
+def _cascade(
+    em: Emitter,
+    members: Sequence[Member],
+    score: str,
+    inputs: dict[str, ir.Value],
+    softmax: bool | None,
+    threshold: float,
+    axis: int,
+) -> tuple[dict[str, ir.Value], dict[str, Any]]:
+    cascade_mode.check_cascade(members, score, inputs)
+    use_softmax = [
+        softmax if softmax is not None else not cascade_mode.is_probability(m.outputs[score])
+        for m in members
+    ]
+    value = members[0].outputs[score]
+    dtype = np.dtype(value.dtype.numpy()) if value.dtype is not None else np.float32
+    limit = em.const(np.asarray(threshold, dtype), name=cascade_mode.THRESHOLD_NAME)
+    cascade = cascade_mode.Cascade(members, score, limit, use_softmax, axis)
+    result, stage = cascade.build(em, inputs)
+    outputs = {score: result, score + cascade_mode.STAGE_SUFFIX: stage}
+    return outputs, {"threshold": threshold, "softmax": use_softmax}
+
+
+def _parallel(
+    em: Emitter,
+    members: Sequence[Member],
+    mode: str,
+    names: list[str],
+    inputs: dict[str, ir.Value],
+    weights: Sequence[float] | None,
+    softmax: bool | None,
+    stack: StackFit | None,
+    axis: int,
+) -> tuple[dict[str, ir.Value], dict[str, Any]]:
     for m in members:
         m.move_into(em.graph, em.main, inputs)
-    if mode == "weighted":
-        assert weights is not None
-        total = float(sum(weights))
-        weights = [w / total for w in weights]
+    extra: dict[str, Any] = {"softmax": bool(softmax)}
+    if weights is not None:
+        weights = [w / float(sum(weights)) for w in weights]
         extra["weights"] = weights
-    if mode == "stack":
-        assert stack is not None
+    if stack is not None:
         extra["stack"] = {"method": stack.method, "weights": list(stack.weights)}
-    extra["softmax"] = bool(softmax)
     outputs: dict[str, ir.Value] = {}
     for name in names:
         values = [m.outputs[name] for m in members]
         combined = combine(
             em, mode, values, weights=weights, softmax=bool(softmax), axis=axis, stack=stack
         )
-        for suffix, value in combined:
-            if suffix == VOTE_SUFFIX:
-                value.dtype = ir.DataType.INT64
-                shape = values[0].shape
-                if shape is not None:
-                    dims = list(shape)
-                    del dims[axis]
-                    value.shape = ir.Shape(dims)
-            else:
-                value.type = values[0].type
-                value.shape = values[0].shape
-            outputs[name + suffix] = value
-    return inputs, outputs, extra
+        outputs.update((name + suffix, value) for suffix, value in combined)
+    return outputs, extra
 
 
 def _expose(em: Emitter, value: ir.Value, name: str, inputs: dict[str, ir.Value]) -> ir.Value:

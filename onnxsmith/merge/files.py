@@ -16,7 +16,7 @@ from onnxsmith.io import load_model, save_model
 from onnxsmith.merge.ensemble import merge_models, merge_record
 from onnxsmith.merge.fit import StackFit
 from onnxsmith.provenance import record_step
-from onnxsmith.runtime.ensemble import check_merge
+from onnxsmith.runtime.ensemble import MERGED_LABEL, check_merge
 from onnxsmith.runtime.merge_eval import MergeEval, evaluate_merge
 from onnxsmith.runtime.parity import random_feeds
 from onnxsmith.runtime.stacking import fit_stack
@@ -165,6 +165,11 @@ def _check(models: list[ir.Model], merged: ir.Model) -> tuple[list[OutputDiff] |
     try:
         diffs = check_merge(models, merged, feeds, atol=ATOL, rtol=RTOL)
     except SessionError as e:
+        if MERGED_LABEL in str(e):
+            raise PassError(
+                f"merge: the merged graph does not run ({e}) — nothing written; rerun with "
+                "--debug and report it"
+            ) from e
         return None, f"skipped: the members do not run on {origin} ({e})"
     bad = [d for d in diffs if not d.within()]
     if bad:

@@ -101,24 +101,38 @@ def unify(a: ir.Value, b: ir.Value) -> ir.Shape | None:
     return ir.Shape(dims)
 
 
+class InputTable:
+    """Graph inputs, created on first use and shared by every member reading the same name."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, ir.Value] = {}
+        self._owners: dict[str, Member] = {}
+
+    def read(self, member: Member, name: str) -> ir.Value:
+        """The graph input `name` for `member`'s input of that name, types checked."""
+        value = member.inputs[name]
+        if name not in self.values:
+            self.values[name] = ir.Value(name=name, type=value.type, shape=value.shape)
+            self._owners[name] = member
+            return self.values[name]
+        try:
+            self.values[name].shape = unify(self.values[name], value)
+        except ValueError as e:
+            raise PassError(
+                f"merge: input {name!r} of {member.label} does not match "
+                f"{self._owners[name].label}'s: {e} — give it its own input with "
+                f"--map {member.index}:{name}={name}_{member.index}"
+            ) from e
+        return self.values[name]
+
+
 def share_inputs(members: Sequence[Member]) -> dict[str, ir.Value]:
     """Fresh graph inputs, one per interface input name across `members`, types checked."""
-    shared: dict[str, ir.Value] = {}
-    owner: dict[str, Member] = {}
+    table = InputTable()
     for m in members:
-        for name, value in m.inputs.items():
-            if name not in shared:
-                shared[name] = ir.Value(name=name, type=value.type, shape=value.shape)
-                owner[name] = m
-                continue
-            try:
-                shared[name].shape = unify(shared[name], value)
-            except ValueError as e:
-                raise PassError(
-                    f"merge: input {name!r} of {m.label} does not match {owner[name].label}'s: "
-                    f"{e} — give it its own input with --map {m.index}:{name}={name}_{m.index}"
-                ) from e
-    return shared
+        for name in m.inputs:
+            table.read(m, name)
+    return table.values
 
 
 def select_outputs(members: Sequence[Member], output: str | None) -> list[str]:

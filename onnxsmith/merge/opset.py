@@ -34,7 +34,12 @@ def common_opset(
                 f"(max {max(current)}) — onnxsmith never downgrades; pass --opset {max(current)} "
                 "or higher"
             )
-        return max(requested, minimum)
+        if requested < minimum:
+            raise UsageError(
+                f"merge: --opset {requested} is below {minimum}, the lowest this mode's own "
+                f"nodes need — pass --opset {minimum} or higher"
+            )
+        return requested
     return max(minimum, *current)
 
 
