@@ -228,3 +228,20 @@ def test_silero_vad_if_subgraphs_merge_with_parity():
     # two copies of one model: their mean is the model's own output
     for got, want in zip(outputs(merged, feed), outputs(member, feed), strict=True):
         assert np.abs(got - want).max() <= 1e-5
+
+
+def test_members_with_external_data_give_a_self_contained_merge(cli, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    members = [
+        save_model(cnn(s), tmp_path / "a" / f"m{s}.onnx", external_data=True) for s in (0, 1)
+    ]
+    assert (tmp_path / "a" / "m0.onnx.data").exists()
+    out = tmp_path / "b" / "merged.onnx"
+    code, stdout, err = cli("merge", *members, "-o", out, "--mode", "mean")
+    assert code == 0, err
+    assert "parity: ok" in stdout
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["merged.onnx"]
+    feed = {"image": np.ones((2, 1, 8, 8), np.float32)}
+    expected = (outputs(cnn(0), feed)[0] + outputs(cnn(1), feed)[0]) / 2
+    assert np.abs(outputs(load_model(out), feed)[0] - expected).max() <= 1e-5

@@ -10,16 +10,17 @@ import onnx_ir as ir
 def prefix_names(model: ir.Model, prefix: str) -> None:
     """Prefixes every value, node, graph and function name of `model`, in place.
 
-    Subgraphs (If/Loop/Scan bodies) and function bodies are included; nodes that call a
-    renamed function are pointed at its new name, so the model stays valid on its own.
+    Unnamed nodes are named after their op type and position. Subgraphs (If/Loop/Scan bodies)
+    and function bodies are included; nodes that call a renamed function are pointed at its
+    new name, so the model stays valid on its own.
     """
     seen: set[int] = set()
     for graph in _all_graphs(model):
+        scope = "" if graph is model.graph else f"{graph.name or 'graph'}/"
         graph.name = f"{prefix}{graph.name or 'graph'}"
         values = [*graph.inputs, *graph.initializers.values()]
-        for node in graph:
-            if node.name:
-                node.name = prefix + node.name
+        for i, node in enumerate(graph):
+            node.name = prefix + (node.name or f"{scope}{node.op_type}_{i}")
             values += node.outputs
         for value in values:
             if id(value) not in seen and value.name:
