@@ -158,10 +158,12 @@ def timing_row(
     name: str, merged: ir.Model, members: list, feeds: dict[str, list], seconds: float
 ) -> dict:
     """Merged session vs members as separate sessions (+ numpy glue) vs the merged graph under
-    ORT's parallel executor, interleaved per batch size."""
+    ORT's parallel executor, interleaved per batch size. One intra-op thread each: ORT's worker
+    threads spin after a run, so sessions timed round-robin with default pools slow each other
+    down; the parallel executor gets two inter-op threads (the machine's two cores)."""
     sessions = [
-        create_session(merged),
-        SeparateMembers(members, merged),
+        create_session(merged, threads=1),
+        SeparateMembers(members, merged, threads=1),
         create_session(merged, threads=1, inter_op_threads=2),
     ]
     row: dict = {"model": name}
@@ -177,7 +179,8 @@ def timing_row(
 
 
 def session_rss_mb(paths: list[Path], feed_path: Path) -> float:
-    """RSS growth (MB) of a fresh process that opens one session per path and runs one feed."""
+    """RSS growth (MB, median of 3 fresh processes) from opening one session per path and
+    running one feed."""
     code = textwrap.dedent(
         f"""
         import numpy as np, onnxruntime as ort
@@ -194,8 +197,17 @@ def session_rss_mb(paths: list[Path], feed_path: Path) -> float:
         print(rss() - before)
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip())
+    runs = [
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        for _ in range(3)
+    ]
+    return float(np.median([float(r.stdout.strip()) for r in runs]))
+
+
+def file_mb(path: Path) -> float:
+    """The model file plus its external data file, if any."""
+    data = path.with_name(path.name + ".data")
+    return (path.stat().st_size + (data.stat().st_size if data.exists() else 0)) / 1e6
 
 
 def accuracy(model: ir.Model | Path, x: np.ndarray, y: np.ndarray, output: int = 0) -> float:
@@ -221,6 +233,9 @@ def compose_chain(stages: list[ir.Model], io_maps: list[list[tuple[str, str]]]) 
         p.ir_version = ir_version
     chained = converted[0]
     for k, (nxt, io_map) in enumerate(zip(converted[1:], io_maps, strict=True)):
+        # names from stage k >= 1 carry the prefix compose gave them
+        earlier = f"s{k}/" if k else ""
+        io_map = [(earlier + a, b) for a, b in io_map]
         chained = onnx.compose.merge_models(chained, nxt, io_map=io_map, prefix2=f"s{k + 1}/")
     onnx.checker.check_model(chained, full_check=True)
     result["model"] = chained
@@ -235,9 +250,11 @@ def chain_rows(
     ours_path = save_model(ours, folder / f"chain_{name}_onnxsmith.onnx")
     theirs_path = folder / f"chain_{name}_compose.onnx"
     onnx.save(theirs["model"], theirs_path)
-    a, b = create_session(ours_path), create_session(theirs_path)
+    a, b = create_session(ours_path, threads=1), create_session(theirs_path, threads=1)
     outs_a = dict(zip([o.name for o in a.get_outputs()], a.run(None, feed), strict=True))
-    outs_b = dict(zip([o.name for o in b.get_outputs()], b.run(None, feed), strict=True))
+    last = f"s{len(stages) - 1}/"  # compose prefixed the last stage's outputs
+    names_b = [o.name.removeprefix(last) for o in b.get_outputs()]
+    outs_b = dict(zip(names_b, b.run(None, feed), strict=True))
     diff = max(
         float(np.abs(outs_a[k].astype(np.float64) - outs_b[k]).max()) for k in outs_a if k in outs_b
     )
@@ -260,6 +277,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench/out/merge")
     parser.add_argument("--seconds", type=float, default=6.0, help="per interleaved timing run")
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse the CNNs a previous run trained in --out"
+    )
     args = parser.parse_args()
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -268,8 +288,9 @@ def main() -> None:
     for seed, ((name, net), opset) in enumerate(
         zip(architectures().items(), (11, 13, 18), strict=True)
     ):
-        train(net, *split["train"], seed=seed)
-        paths[name] = export(net, folder / f"digits_{name}.onnx", opset)
+        paths[name] = folder / f"digits_{name}.onnx"
+        if not (args.reuse and paths[name].exists()):
+            export(train(net, *split["train"], seed=seed), paths[name], opset)
     members = [load_model(p) for p in paths.values()]
     results: dict = {"members": {}}
 
@@ -284,7 +305,7 @@ def main() -> None:
         results["members"][name] = {
             "opset": model.opset_import[0].version,
             "ir": model.ir_version,
-            "kb": path.stat().st_size / 1e3,
+            "kb": file_mb(path) * 1e3,
             "test_accuracy": accuracy(path, x_test, y_test),
         }
 
@@ -331,8 +352,8 @@ def main() -> None:
     results["serving"] = [timing_row("digits CNNs x3", ensembles["mean (softmax)"], members,
                                      digit_feeds, args.seconds)]  # fmt: skip
     results["serving"][0].update(
-        merged_mb=mean_path.stat().st_size / 1e6,
-        members_mb=sum(p.stat().st_size for p in paths.values()) / 1e6,
+        merged_mb=file_mb(mean_path),
+        members_mb=sum(file_mb(p) for p in paths.values()),
         merged_rss_mb=session_rss_mb([mean_path], folder / "digits_feed.npz"),
         separate_rss_mb=session_rss_mb(list(paths.values()), folder / "digits_feed.npz"),
     )
@@ -350,8 +371,8 @@ def main() -> None:
         {1: [{"x": crops[i : i + 1]} for i in range(8)], 8: [{"x": crops}]}, args.seconds,
     )  # fmt: skip
     row.update(
-        merged_mb=cls3_path.stat().st_size / 1e6,
-        members_mb=3 * cls_path.stat().st_size / 1e6,
+        merged_mb=file_mb(cls3_path),
+        members_mb=3 * file_mb(cls_path),
         merged_rss_mb=session_rss_mb([cls3_path], folder / "cls_feed.npz"),
         separate_rss_mb=session_rss_mb([cls_path] * 3, folder / "cls_feed.npz"),
     )

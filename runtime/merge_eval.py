@@ -76,6 +76,7 @@ def evaluate_merge(
     labels: str | Path | None = None,
     thresholds: Sequence[float] = (),
     seconds: float = 5.0,
+    threads: int | None = 1,
 ) -> MergeEval:
     """Scores and times `merged` against its members on `data`.
 
@@ -86,14 +87,16 @@ def evaluate_merge(
         labels: class ids per feed; without them accuracies are None.
         thresholds: cascade thresholds to sweep (cascade models only).
         seconds: wall time for each interleaved timing run.
+        threads: intra-op threads per session. One by default: ORT's worker threads spin after
+            each run, so many sessions timed round-robin would slow each other down.
     """
     record = merge_record(merged)
-    separate = SeparateMembers(members, merged)
+    separate = SeparateMembers(members, merged, threads=threads)
     feeds = DataDir(data, input_specs(merged), step=STEP)
     truth = read_labels(feeds, labels, step=STEP) if labels is not None else None
     score = record["outputs"][0]
     axis = record["axis"]
-    session = create_session(merged)
+    session = create_session(merged, threads=threads)
     hits = np.zeros(len(members) + 1)
     total = 0
     for i, (where, feed) in enumerate(feeds.items()):
@@ -125,7 +128,9 @@ def evaluate_merge(
     )
     if record["mode"] != "cascade" or not thresholds:
         return result
-    member_ms, points = _sweep(merged, separate, feeds, truth, thresholds, timing_feeds, seconds)
+    member_ms, points = _sweep(
+        merged, separate, feeds, truth, thresholds, timing_feeds, seconds, threads
+    )
     return dataclasses.replace(result, member_ms=member_ms, cascade=points)
 
 
@@ -137,6 +142,7 @@ def _sweep(
     thresholds: Sequence[float],
     timing_feeds: list[Feed],
     seconds: float,
+    threads: int | None,
 ) -> tuple[tuple[float, ...], tuple[ThresholdPoint, ...]]:
     """Escalation and accuracy over all feeds, then latency of every threshold and of each
     member alone, interleaved in one run. Cascade latency depends on the sample, so the mean
@@ -148,7 +154,7 @@ def _sweep(
     for threshold in thresholds:
         variant = merged.clone()
         set_threshold(variant, threshold)
-        session = create_session(variant)
+        session = create_session(variant, threads=threads)
         sessions.append(session)
         escalated = hits = total = 0
         for i, (where, feed) in enumerate(feeds.items()):

@@ -150,13 +150,24 @@ def merge_files(
     return MergeReport(
         output=written,
         record=merge_record(merged),
-        member_bytes=sum(Path(p).stat().st_size for p in paths),
+        member_bytes=sum(_stored_bytes(p, m) for p, m in zip(paths, models, strict=True)),
         merged_bytes=written.stat().st_size,
         fit=fitted,
         parity=parity,
         parity_note=note,
         evaluation=evaluation,
     )
+
+
+def _stored_bytes(path: str | os.PathLike[str], model: ir.Model) -> int:
+    """The model file plus the external data files its weights live in."""
+    files = {
+        Path(value.const_value.base_dir) / value.const_value.location
+        for graph in model.graphs()
+        for value in graph.initializers.values()
+        if isinstance(value.const_value, ir.ExternalTensor)
+    }
+    return Path(path).stat().st_size + sum(f.stat().st_size for f in files)
 
 
 def _check(models: list[ir.Model], merged: ir.Model) -> tuple[list[OutputDiff] | None, str]:
