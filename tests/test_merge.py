@@ -268,6 +268,8 @@ def test_chain_by_name_across_opsets(feeds):
     full_check(merged)
     assert [v.name for v in merged.graph.inputs] == ["raw"]
     assert [v.name for v in merged.graph.outputs] == ["probs", "label"]
+    irs = [m["ir_version"] for m in merge_record(merged)["members"]]
+    assert len(set(irs)) == 2 and merged.ir_version == max(irs)
     raw = np.random.default_rng(2).integers(0, 16, (3, 1, 8, 8)).astype(np.uint8)
     (image,) = outputs(stages[0], {"raw": raw})
     (logits,) = outputs(stages[1], {"image": image})
