@@ -84,6 +84,9 @@ def save_model(
     elif not external_data and weight_bytes(model) > EXTERNAL_DATA_THRESHOLD:
         raise ModelSaveError(f"{path}: the model is over 2 GB and must be saved with external data")
     data_name = f"{path.name}.data" if external_data else None
+    if data_name is None and has_external_data(model):
+        # ir.save keeps external references as they are; from another folder they would dangle.
+        model = ir.external_data.load_to_model(model.clone())
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         ir.save(model, staging / path.name, external_data=data_name)
@@ -95,6 +98,15 @@ def save_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def has_external_data(model: ir.Model) -> bool:
+    """Whether some initializer still reads its data from a file beside the source model."""
+    return any(
+        isinstance(value.const_value, ir.ExternalTensor)
+        for graph in model.graphs()
+        for value in graph.initializers.values()
+    )
 
 
 def weight_bytes(model: ir.Model) -> int:

@@ -12,7 +12,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from onnxsmith.errors import SessionError, UsageError, name_list
-from onnxsmith.io import EXTERNAL_DATA_THRESHOLD, save_model, weight_bytes
+from onnxsmith.io import EXTERNAL_DATA_THRESHOLD, has_external_data, save_model, weight_bytes
 
 _LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -100,7 +100,8 @@ def _label(model: ir.Model | str | os.PathLike[str]) -> str:
 def _session_from_ir(
     model: ir.Model, options: ort.SessionOptions, providers: list[str]
 ) -> ort.InferenceSession:
-    if weight_bytes(model) <= EXTERNAL_DATA_THRESHOLD:
+    # ORT cannot resolve external data files from serialized bytes.
+    if weight_bytes(model) <= EXTERNAL_DATA_THRESHOLD and not has_external_data(model):
         data = ir.to_proto(model).SerializeToString()
         return ort.InferenceSession(data, options, providers=providers)
     folder = tempfile.TemporaryDirectory(prefix="onnxsmith-session-")
