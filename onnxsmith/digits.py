@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,8 @@ def write_feeds(
     """One `.npz` per batch of `batch` images, keyed by the model's input name."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(0, len(images), batch):
-        np.savez(folder / f"{i // batch:05d}.npz", **{input_name: images[i : i + batch]})
+        arrays: dict[str, Any] = {input_name: images[i : i + batch]}
+        np.savez(folder / f"{i // batch:05d}.npz", **arrays)
     return folder
 
 
