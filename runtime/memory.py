@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 from onnxsmith.runtime.data import Feed
@@ -67,7 +68,7 @@ def measure_peak_rss(
         feed_paths = []
         for i, feed in enumerate(feeds):
             path = Path(folder) / f"feed{i}.npz"
-            np.savez(path, **feed)
+            np.savez(path, **cast(dict[str, Any], feed))  # numpy's stub types ** as bool
             feed_paths.append(str(path))
         request = Path(folder) / "request.json"
         request.write_text(

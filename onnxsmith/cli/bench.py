@@ -8,7 +8,14 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from onnxsmith.cli.render import console
@@ -122,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         transient=True,
         disable=not stderr.is_terminal,  # keep logs and the one-line error contract clean
     ) as bars:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(task: str, done: float, total: float) -> None:
             if task not in tasks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import itertools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,8 +74,10 @@ def _latency(result: BenchmarkResult) -> Plot:
     samples = [m.sweep[0].samples_ms for m in result.models]
     figure, (violin, ecdf) = _figure(12, 1.2 + 0.55 * len(names) + 1.5, columns=2)
     positions = np.arange(len(names))[::-1]
-    violin.violinplot(samples, positions=positions, vert=False, showextrema=False)
-    violin.boxplot(samples, positions=positions, vert=False, widths=0.25, showfliers=False)
+    violin.violinplot(samples, positions=positions, orientation="horizontal", showextrema=False)
+    violin.boxplot(
+        samples, positions=positions, orientation="horizontal", widths=0.25, showfliers=False
+    )
     violin.set_yticks(positions, names)
     for ax in (violin, ecdf):
         ax.set_xlabel("latency per run (ms)")
@@ -177,14 +180,17 @@ def _throughput(result: BenchmarkResult) -> Plot:
     if len(batches) < 2:
         return Plot(title, None, "run with --batch 1,8,32 to sweep batch sizes")
     figure, (ax,) = _figure(8, 5)
-    for name, model in zip(display_names(result), result.models, strict=True):
-        for threads in result.options.threads:
+    styles = ("-", "--", ":", "-.")
+    for index, (name, model) in enumerate(zip(display_names(result), result.models, strict=True)):
+        for style, threads in zip(itertools.cycle(styles), result.options.threads):
             points = [p for p in model.sweep if p.threads == threads]
-            label = name if len(result.options.threads) == 1 else f"{name}, {threads} threads"
+            label = name if len(result.options.threads) == 1 else f"{name}, threads={threads}"
             ax.plot(
                 [p.batch for p in points],
                 [p.throughput_per_s for p in points],
                 marker="o",
+                color=f"C{index % 10}",  # one colour per model, one line style per thread count
+                linestyle=style,
                 label=label,
             )
     ax.set_xscale("log", base=2)
