@@ -17,7 +17,7 @@ timing loop minus the time inside runs, per run — the loop's own cost outside 
 Both timers use single-threaded sessions by default (`--threads`): on a small machine shared
 with other jobs, ORT's spinning thread pool mostly measures the scheduler.
 
-    .venv/bin/python -P bench/harness_check.py --blocks 10 --runs 30
+    .venv/bin/python -P bench/harness_check.py --blocks 40 --runs 10 --warmup 2
 """
 
 from __future__ import annotations
@@ -157,9 +157,9 @@ def overhead(folder: Path, args: argparse.Namespace) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--blocks", type=int, default=10, help="alternations of the two timers")
-    parser.add_argument("--runs", type=int, default=30, help="rounds per block")
-    parser.add_argument("--warmup", type=int, default=5, help="warm-up rounds per block")
+    parser.add_argument("--blocks", type=int, default=40, help="alternations of the two timers")
+    parser.add_argument("--runs", type=int, default=10, help="rounds per block")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up rounds per block")
     parser.add_argument(
         "--threads", type=int, default=1, help="intra-op threads for both timers (default 1)"
     )
