@@ -281,3 +281,12 @@ def test_cli_labels_dir_missing_a_file(cli, pair, tmp_path):
     np.savez(labels / "000.npz", label=np.array([1]))
     code, _, err = cli("bench", base, "--data", feeds, "--labels", labels, "--runs", 3)
     assert code == 1 and "lacks '001.npz'" in err and "key 'label'" in err
+
+
+def test_seconds_budget_keeps_min_runs(pair):
+    base, _, _ = pair
+    options = BenchOptions(seconds=0.01, min_runs=7, warmup=0, memory=False)
+    result = benchmark([base], _feeds(), options=options)
+    assert len(result.models[0].sweep[0].samples_ms) >= 7
+    assert result.as_dict()["options"]["seconds"] == 0.01
+    assert BenchOptions().as_dict()["seconds"] == 5.0  # the default budget is written down

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 from benchmodels import matmul_model, write_feeds
+from onnxsmith.runtime.accuracy import AccuracySpec, evaluate, load_labels
+from onnxsmith.runtime.data import DataDir
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.errors import DataError, UsageError
@@ -105,3 +107,19 @@ def test_cli_accuracy_against_reference_and_labels(cli, tmp_path):
     assert second["reference"]["cosine"] < 0.99 and second["reference"]["max_abs"] > 0
     assert first["higher_is_better"] == {"cosine": True, "max_abs": False, "top1": True}
     assert "top1" in stdout and "random feeds" not in stdout  # timed on --eval
+
+
+def test_labels_from_one_npz_with_a_sample_axis(tmp_path):
+    model = matmul_model(tmp_path / "m.onnx", width=4)
+    x = np.random.default_rng(0).standard_normal((6, 1, 4)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", x=x)
+    session = create_session(model)
+    predicted = np.array([session.run(None, {"x": row})[0].argmax() for row in x])
+    np.savez(tmp_path / "labels.npz", label=np.where(np.arange(6) < 3, predicted, -1))
+    data = DataDir(tmp_path / "eval.npz", step="bench")
+    labels = load_labels(tmp_path / "labels.npz", data)
+    (score,) = evaluate([model], AccuracySpec(data=data, labels=labels))
+    assert score.labels == {"top1": 0.5} and score.reference == {} and score.samples == 6
+    np.savez(tmp_path / "short.npz", label=predicted[:4])
+    with pytest.raises(DataError, match="holds 4 labels for 6 eval samples"):
+        load_labels(tmp_path / "short.npz", data)
