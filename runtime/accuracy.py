@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 from collections.abc import Callable, Iterable, Sequence, Sized
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,10 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
-from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.session import create_session, run
 
-from onnxsmith.errors import DataError, UsageError, name_list
+from onnxsmith.errors import UsageError, name_list
 from onnxsmith.metrics import BUILTIN, Metric
 
 ModelLike = ir.Model | str | os.PathLike[str]
@@ -30,7 +29,7 @@ class AccuracySpec:
     Attributes:
         data: eval feeds; iterated once per model, so a `DataDir` or a list (not a generator).
         reference: the model whose outputs are the targets (usually the fp32 original).
-        labels: ground-truth targets, one array per eval feed (see `load_labels`).
+        labels: ground-truth targets, one array per eval feed (see `runtime.labels.read_labels`).
         metrics: scores to compute; empty: cosine and max_abs against the reference, top1
             against labels.
         output: the output name to score (default: each model's first output).
@@ -59,51 +58,6 @@ class AccuracyResult:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def load_labels(path: str | Path, eval_data: DataDir) -> list[np.ndarray]:
-    """Labels for `eval_data`: a folder with one `.npz` per eval file (same file name, key
-    `label`), or one `.npz` whose `label` array has a leading sample axis.
-
-    Raises:
-        DataError: missing files or key, or a count that does not match the eval data.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"bench: labels path {path} does not exist — check the path")
-    if path.is_dir():
-        if not eval_data.path.is_dir():
-            raise DataError(
-                f"bench: labels {path} is a folder but the eval data {eval_data.path} is one "
-                "file — give the labels as one .npz whose 'label' array has a sample axis"
-            )
-        missing = [f.name for f in eval_data.files if not (path / f.name).is_file()]
-        if missing:
-            raise DataError(
-                f"bench: labels folder {path} lacks {name_list(missing)} — save one .npz per "
-                "eval file, with the same name and key 'label'"
-            )
-        return [_read_label(path / f.name) for f in eval_data.files]
-    labels = _read_label(path)
-    if labels.ndim == 0 or len(labels) != len(eval_data):
-        raise DataError(
-            f"bench: {path} holds {labels.shape[0] if labels.ndim else 0} labels for "
-            f"{len(eval_data)} eval samples — stack one label per sample along axis 0"
-        )
-    return list(labels)
-
-
-def _read_label(file: Path) -> np.ndarray:
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            if "label" not in npz.files:
-                raise DataError(
-                    f"bench: label file {file} has keys {name_list(npz.files)}, not 'label' — "
-                    "save it with numpy.savez(path, label=...)"
-                )
-            return npz["label"]
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"bench: label file {file} is not a readable .npz ({e})") from e
 
 
 def evaluate(

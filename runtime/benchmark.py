@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import gc
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,7 +36,7 @@ from typing import Any
 
 import numpy as np
 import onnx_ir as ir
-from onnxsmith.runtime.accuracy import AccuracyResult, AccuracySpec, evaluate
+from onnxsmith.runtime.accuracy import AccuracyResult, AccuracySpec, ModelLike, evaluate
 from onnxsmith.runtime.batching import batch_feeds, batch_inputs, feed_rows
 from onnxsmith.runtime.data import Feed, check_array
 from onnxsmith.runtime.machine import MachineInfo, machine_info
@@ -51,7 +50,6 @@ from onnxsmith.io import load_model, save_model
 from onnxsmith.signature import TensorSpec, input_specs
 from onnxsmith.summary import summarize
 
-ModelLike = ir.Model | str | os.PathLike[str]
 Progress = Callable[[str, float, float], None]  # (task, done, total)
 
 DEFAULT_SECONDS = 5.0

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 from benchmodels import matmul_model, write_feeds
-from onnxsmith.runtime.accuracy import AccuracySpec, evaluate, load_labels
+from onnxsmith.runtime.accuracy import AccuracySpec, evaluate
 from onnxsmith.runtime.data import DataDir
+from onnxsmith.runtime.labels import read_labels
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.errors import DataError, UsageError
@@ -117,9 +118,9 @@ def test_labels_from_one_npz_with_a_sample_axis(tmp_path):
     predicted = np.array([session.run(None, {"x": row})[0].argmax() for row in x])
     np.savez(tmp_path / "labels.npz", label=np.where(np.arange(6) < 3, predicted, -1))
     data = DataDir(tmp_path / "eval.npz", step="bench")
-    labels = load_labels(tmp_path / "labels.npz", data)
+    labels = read_labels(data, tmp_path / "labels.npz", step="bench")
     (score,) = evaluate([model], AccuracySpec(data=data, labels=labels))
     assert score.labels == {"top1": 0.5} and score.reference == {} and score.samples == 6
     np.savez(tmp_path / "short.npz", label=predicted[:4])
-    with pytest.raises(DataError, match="holds 4 labels for 6 eval samples"):
-        load_labels(tmp_path / "short.npz", data)
+    with pytest.raises(DataError, match=r"holds \(4,\) labels for 6 samples"):
+        read_labels(data, tmp_path / "short.npz", step="bench")

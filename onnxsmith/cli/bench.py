@@ -23,9 +23,10 @@ from onnxsmith.errors import UsageError
 from onnxsmith.io import load_model
 from onnxsmith.metrics import resolve_metric
 from onnxsmith.report.tables import TextTable, all_tables
-from onnxsmith.runtime.accuracy import AccuracySpec, load_labels
+from onnxsmith.runtime.accuracy import AccuracySpec
 from onnxsmith.runtime.benchmark import BenchmarkResult, BenchOptions, benchmark
 from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.labels import read_labels
 from onnxsmith.runtime.parity import random_feed
 from onnxsmith.signature import TensorSpec, input_specs
 
@@ -195,7 +196,7 @@ def _accuracy(
     data = feeds if source is None else DataDir(source, specs, step="bench")
     labels = None
     if args.labels is not None and isinstance(data, DataDir):
-        labels = load_labels(args.labels, data)
+        labels = read_labels(data, args.labels, step="bench")
     return AccuracySpec(
         data=data, reference=args.reference, labels=labels, metrics=metrics, output=args.output
     )
