@@ -6,8 +6,9 @@ of them; running A, B, A, B... on the same feed spreads it evenly, so the ratio 
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -21,12 +22,15 @@ def time_interleaved(
     warmup: int = 5,
     runs: int | None = 50,
     seconds: float | None = None,
+    min_runs: int = 3,
+    on_round: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
     """Milliseconds per run for each session, measured round-robin over `feeds`.
 
     Each round runs every session once on the same feed, in an order that rotates each round
     so no session always runs right after another. Stops after `runs` rounds or, when
-    `seconds` is given, once that much wall time has passed (at least 3 rounds).
+    `seconds` is given, once that much wall time has passed (at least `min_runs` rounds).
+    `on_round(rounds_done)` is called after each round, outside the timed region.
     """
     if not sessions or not feeds:
         raise ValueError("time_interleaved needs at least one session and one feed")
@@ -39,7 +43,7 @@ def time_interleaved(
     while True:
         if deadline is None and runs is not None and round_ >= runs:
             break
-        if deadline is not None and round_ >= 3 and time.perf_counter() >= deadline:
+        if deadline is not None and round_ >= min_runs and time.perf_counter() >= deadline:
             break
         feed = feeds[round_ % len(feeds)]
         shift = round_ % len(sessions)
@@ -48,6 +52,8 @@ def time_interleaved(
             sessions[index].run(None, feed)
             samples[index].append((time.perf_counter() - start) * 1e3)
         round_ += 1
+        if on_round is not None:
+            on_round(round_)
     return [np.asarray(s) for s in samples]
 
 
@@ -62,3 +68,31 @@ def ratio_ci95(
     boot = np.median(candidate[:pairs][idx], axis=1) / np.median(baseline[:pairs][idx], axis=1)
     low, high = np.percentile(boot, [2.5, 97.5])
     return ratio, float(low), float(high)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyStats:
+    """Summary of one model's per-run latencies, in milliseconds."""
+
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    min: float
+
+    @classmethod
+    def of(cls, samples_ms: np.ndarray) -> LatencyStats:
+        """Percentiles use numpy's default linear interpolation; std is the sample std (ddof 1)."""
+        if len(samples_ms) == 0:
+            raise ValueError("LatencyStats.of needs at least one sample")
+        p50, p90, p99 = np.percentile(samples_ms, [50, 90, 99])
+        std = float(np.std(samples_ms, ddof=1)) if len(samples_ms) > 1 else 0.0
+        return cls(
+            p50=float(p50),
+            p90=float(p90),
+            p99=float(p99),
+            mean=float(np.mean(samples_ms)),
+            std=std,
+            min=float(np.min(samples_ms)),
+        )
