@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import onnx_ir as ir
-from onnx_ir.passes import common
 
 from onnxsmith.compression import compressed_sizes
 from onnxsmith.errors import PassError, SessionError, UsageError, name_list
@@ -72,6 +71,8 @@ class PruneOptions:
         compensate: refit by least squares when calibration data is given.
         measure: time each group on this machine and leave alone those that gain nothing.
         threads: intra-op threads for timing (None: ORT's default).
+        seconds: time budget of the final interleaved latency measurement (each sweep point
+            gets a quarter of it, each group region a fifth).
     """
 
     sparsity: float
@@ -84,6 +85,7 @@ class PruneOptions:
     compensate: bool = True
     measure: bool = True
     threads: int | None = None
+    seconds: float = 2.0
 
     def validate(self, has_calib: bool) -> None:
         if not 0.0 < self.sparsity < 1.0:
@@ -111,6 +113,8 @@ class PruneOptions:
                 f"prune: --criterion {self.criterion} ranks by activations — pass --calib DIR "
                 "or use l1/l2"
             )
+        if self.seconds <= 0:
+            raise UsageError(f"prune: --timing-seconds {self.seconds} must be positive")
         if self.channel_multiple is not None and self.channel_multiple < 1:
             raise UsageError(
                 f"prune: --channel-multiple {self.channel_multiple} must be 1 or more"
@@ -209,7 +213,7 @@ def prune_model(
     working = _copy(model)
     if options.structured:
         working, _ = apply(cleanup_passes(), working)
-    working, _ = apply([common.NameFixPass()], working)
+    _name_nodes(working)
     reference = _copy(working)
     multiple, source = (
         (options.channel_multiple, "--channel-multiple")
@@ -225,7 +229,7 @@ def prune_model(
         outcome = _unstructured(working, options, calib, notes)
     check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
     agreement = _agreement(original, outcome.model, check)
-    latency, medians = _latency(original, outcome.model, sample, options.threads)
+    latency, medians = _latency(original, outcome.model, sample, options)
     points = _sweep(reference, original, options, calib, outcome, sample) if sweep else []
     report = PruneReport(
         options=options,
@@ -268,9 +272,9 @@ def _unstructured(
     model: ir.Model, options: PruneOptions, calib: Sequence[Feed], notes: list[str]
 ) -> _Outcome:
     stats = None
-    if calib:
+    if calib and (options.compensate or options.criterion in ("taylor", "activation")):
         names = [n.name or "" for n in model.graph if n.op_type in options.ops]
-        stats = collect_input_stats(model, names, calib)
+        stats = collect_input_stats(model, names, calib, grams=options.compensate)
     refit = options.compensate and stats is not None
     result = PruneMagnitudePass(
         options.sparsity,
@@ -315,9 +319,9 @@ def _structured(
             "--exclude, or use unstructured pruning"
         )
     stats = None
-    if calib:
+    if calib and (options.compensate or options.criterion in ("taylor", "activation")):
         consumers = sorted({c for g in eligible for c in g.consumers})
-        stats = collect_input_stats(model, consumers, calib)
+        stats = collect_input_stats(model, consumers, calib, grams=options.compensate)
     scores = unit_scores(analysis, options.criterion, stats)
     leave_alone: dict[str, str] = {}
     speeds: dict[str, GroupSpeed] = {}
@@ -386,7 +390,9 @@ def _measure(
         trials[group.name] = (copy, group.producers, group.consumers)
     if not trials:
         return {}
-    return measure_group_speed(model, trials, sample, threads=options.threads)
+    return measure_group_speed(
+        model, trials, sample, seconds=options.seconds / 5, threads=options.threads
+    )
 
 
 def _sweep(
@@ -427,7 +433,7 @@ def _sweep(
                 refit=options.compensate and outcome.stats is not None,
             )(model)
             achieved_fraction = result.stats["sparsity"]
-        latency, _ = _latency(original, model, sample, options.threads, seconds=1.0)
+        latency, _ = _latency(original, model, sample, options, share=0.25)
         points.append(
             SweepPoint(sparsity, achieved_fraction, _agreement(original, model, check), latency[0])
         )
@@ -449,6 +455,19 @@ def _check_exclude(model: ir.Model, exclude: Sequence[str]) -> None:
             f"prune: --exclude names {name_list(unknown)}, which are not nodes of the model — "
             "see `onnxsmith inspect` for node names"
         )
+
+
+def _name_nodes(model: ir.Model) -> None:
+    """Names unnamed nodes `<op>_<index>`: plans, statistics and reports refer to nodes by name."""
+    taken = {n.name for n in model.graph if n.name}
+    for index, node in enumerate(model.graph):
+        if node.name:
+            continue
+        name = f"{node.op_type}_{index}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
 
 
 def _copy(model: ir.Model) -> ir.Model:
@@ -496,15 +515,13 @@ def _agreement(original: ir.Model, pruned: ir.Model, feeds: Sequence[Feed]) -> A
 
 
 def _latency(
-    original: ir.Model,
-    pruned: ir.Model,
-    feed: Feed,
-    threads: int | None,
-    *,
-    seconds: float = 3.0,
+    original: ir.Model, pruned: ir.Model, feed: Feed, options: PruneOptions, share: float = 1.0
 ) -> tuple[tuple[float, float, float], tuple[float, float]]:
-    sessions = [create_session(pruned, threads=threads), create_session(original, threads=threads)]
-    times = time_interleaved(sessions, [feed], warmup=3, runs=None, seconds=seconds)
+    sessions = [
+        create_session(pruned, threads=options.threads),
+        create_session(original, threads=options.threads),
+    ]
+    times = time_interleaved(sessions, [feed], warmup=3, runs=None, seconds=options.seconds * share)
     medians = (float(np.median(times[1])), float(np.median(times[0])))
     return ratio_ci95(times[0], times[1]), medians
 

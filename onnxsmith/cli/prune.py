@@ -69,6 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="do not time groups; prune every group even if it gains nothing here",
     )
     parser.add_argument("--threads", type=int, help="intra-op threads for timing")
+    parser.add_argument(
+        "--timing-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="budget of the interleaved latency measurement (default 2)",
+    )
     parser.add_argument("--report", metavar="DIR", help="write report.json, report.md, a plot")
     parser.add_argument(
         "--external-data",
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         compensate=args.compensate,
         measure=args.measure,
         threads=args.threads,
+        seconds=args.timing_seconds,
     )
     report = prune_file(
         args.model,

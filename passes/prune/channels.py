@@ -147,12 +147,15 @@ class PruneChannelsPass(ir.passes.InPlacePass):
             new_matrix, new_bias = refit_columns(
                 matrix, None if bias is None else bias.reshape(-1), gram, columns
             )
+            if new_bias is not None and _new_bias_needs_slicing(analysis, consumer, bias_at):
+                # a bias created here has no slice recorded for the node's own pruned outputs
+                new_bias = new_bias[analysis.kept_mask(consumer.node.outputs[0], removed)]
             overrides[(consumer.node, consumer.spec.weight)] = from_matrix(
                 new_matrix, consumer.spec, weight, int(keep.sum())
             )
-            if bias_at is not None and new_bias is not None:
-                shape_of = bias.shape if bias is not None else new_bias.shape
-                overrides[(bias_at.node, bias_at.index)] = new_bias.reshape(shape_of).astype(
+            if bias_at is not None and new_bias is not None and bias is not None:
+                shape = (*bias.shape[:-1], -1)
+                overrides[(bias_at.node, bias_at.index)] = new_bias.reshape(shape).astype(
                     weight.dtype
                 )
             done.add(consumer.node)
@@ -180,6 +183,19 @@ class PruneChannelsPass(ir.passes.InPlacePass):
                 assert array is not None
             arrays[key] = np.compress(mask, array, axis=s.axis)
         return arrays
+
+
+def _new_bias_needs_slicing(
+    analysis: ChannelAnalysis, consumer: Consumer, bias_at: _Bias | None
+) -> bool:
+    """True when the refit created a bias on a node whose output channels are pruned too."""
+    node = consumer.node
+    if bias_at is None or bias_at.node is not node or len(node.inputs) > 2:
+        return False
+    return any(
+        s.node is node and s.index == consumer.spec.weight and s.axis == consumer.spec.out_axis
+        for s in analysis.slices
+    )
 
 
 def _refittable(consumer: Consumer) -> bool:
