@@ -35,12 +35,12 @@ from onnxsmith.passes.prune import (
     plan_channels,
     unit_scores,
 )
-from onnxsmith.pipeline import apply
+from onnxsmith.pipeline import StatsResult, apply
 from onnxsmith.provenance import record_step
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.parity import random_feed
 from onnxsmith.runtime.prune_speed import GroupSpeed, measure_group_speed
-from onnxsmith.runtime.prune_stats import collect_input_stats
+from onnxsmith.runtime.prune_stats import collect_input_stats, collect_pair_stats
 from onnxsmith.runtime.session import create_session, run
 from onnxsmith.runtime.simd import simd_block
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
@@ -65,8 +65,8 @@ class PruneOptions:
         ops: op types to prune (Conv, ConvTranspose, Gemm, MatMul).
         exclude: node names to leave whole.
         criterion: l1, l2, taylor or activation (the last two need calibration data).
-        scope: unstructured only: "layer" prunes each layer to `sparsity`, "global" ranks all
-            weights together.
+        scope: unstructured only: "global" ranks all weights together (the default), "layer"
+            prunes each layer to `sparsity`.
         channel_multiple: kept channel counts are multiples of this (None: the SIMD block).
         compensate: refit by least squares when calibration data is given.
         measure: time each group on this machine and leave alone those that gain nothing.
@@ -80,7 +80,7 @@ class PruneOptions:
     ops: tuple[str, ...] = DEFAULT_OPS
     exclude: tuple[str, ...] = ()
     criterion: str = "l1"
-    scope: str = "layer"
+    scope: str = "global"
     channel_multiple: int | None = None
     compensate: bool = True
     measure: bool = True
@@ -90,8 +90,7 @@ class PruneOptions:
     def validate(self, has_calib: bool) -> None:
         if not 0.0 < self.sparsity < 1.0:
             raise UsageError(
-                f"prune: --sparsity {self.sparsity} is outside (0, 1) — pass a fraction such "
-                "as 0.3"
+                f"prune: --sparsity {self.sparsity} is outside (0, 1) — pass a fraction such as 0.3"
             )
         unknown = [op for op in self.ops if op not in PRUNABLE_OPS]
         if unknown or not self.ops:
@@ -101,8 +100,7 @@ class PruneOptions:
             )
         if self.criterion not in CRITERIA:
             raise UsageError(
-                f"prune: unknown --criterion {self.criterion!r} — choose from "
-                f"{', '.join(CRITERIA)}"
+                f"prune: unknown --criterion {self.criterion!r} — choose from {', '.join(CRITERIA)}"
             )
         if self.scope not in SCOPES:
             raise UsageError(
@@ -116,9 +114,7 @@ class PruneOptions:
         if self.seconds <= 0:
             raise UsageError(f"prune: --timing-seconds {self.seconds} must be positive")
         if self.channel_multiple is not None and self.channel_multiple < 1:
-            raise UsageError(
-                f"prune: --channel-multiple {self.channel_multiple} must be 1 or more"
-            )
+            raise UsageError(f"prune: --channel-multiple {self.channel_multiple} must be 1 or more")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -276,15 +272,18 @@ def _unstructured(
         names = [n.name or "" for n in model.graph if n.op_type in options.ops]
         stats = collect_input_stats(model, names, calib, grams=options.compensate)
     refit = options.compensate and stats is not None
-    result = PruneMagnitudePass(
-        options.sparsity,
-        ops=options.ops,
-        exclude=options.exclude,
-        scope=options.scope,
-        criterion=options.criterion,
-        stats=stats,
-        refit=refit,
-    )(model)
+    result = _run(
+        PruneMagnitudePass(
+            options.sparsity,
+            ops=options.ops,
+            exclude=options.exclude,
+            scope=options.scope,
+            criterion=options.criterion,
+            stats=stats,
+            refit=refit,
+        ),
+        model,
+    )
     compensated = len(stats.grams) if refit and stats is not None else 0
     notes.append(
         "unstructured zeros keep every tensor dense: ONNX Runtime's CPU kernels do the same "
@@ -333,8 +332,10 @@ def _structured(
             if s.ratio >= NO_GAIN_RATIO
         }
     plan, decisions = plan_channels(analysis, scores, options.sparsity, multiple, leave_alone)
-    channels_stats = stats if options.compensate else None
-    result = PruneChannelsPass(plan, channels_stats)(model)
+    if options.compensate and stats is not None:
+        model, result = _refit_sequentially(model, analysis, plan, stats, calib)
+    else:
+        result = _run(PruneChannelsPass(plan), model)
     total = sum(g.channels for g in eligible)
     removed = sum(d.channels - d.kept for d in decisions if d.status == "pruned")
     notes.append(
@@ -366,6 +367,49 @@ def _structured(
     )
 
 
+def _refit_sequentially(
+    model: ir.Model,
+    analysis: ChannelAnalysis,
+    plan: ChannelPlan,
+    stats: InputStats,
+    calib: Sequence[Feed],
+) -> tuple[ir.Model, StatsResult]:
+    """Prunes with least-squares refits, layer by layer from the input.
+
+    The first pass refits every consumer on the original model's activations. Then, level by
+    level (a consumer's level is the number of consumers upstream of it), the inputs each
+    consumer really receives in the pruned model are measured against the original ones and
+    the model is pruned again with refits that also undo the error of earlier layers.
+    """
+    levels = _consumer_levels(model, {c.node.name or "" for c in analysis.consumers})
+    current = _copy(model)
+    result = _run(PruneChannelsPass(plan, stats), current)
+    for names in levels[1:]:
+        pairs = collect_pair_stats(model, current, names, calib)
+        stats = dataclasses.replace(
+            stats,
+            cross={**stats.cross, **{k: v[0] for k, v in pairs.items()}},
+            pruned_grams={**stats.pruned_grams, **{k: v[1] for k, v in pairs.items()}},
+        )
+        current = _copy(model)
+        result = _run(PruneChannelsPass(plan, stats), current)
+    return current, result
+
+
+def _consumer_levels(model: ir.Model, consumers: set[str]) -> list[list[str]]:
+    """Consumers grouped by how many consumers lie upstream of them (inputs first)."""
+    depth: dict[ir.Value, int] = {}
+    levels: dict[int, list[str]] = {}
+    for node in model.graph:
+        upstream = max((depth.get(v, 0) for v in node.inputs if v is not None), default=0)
+        if node.name in consumers:
+            levels.setdefault(upstream, []).append(node.name or "")
+            upstream += 1
+        for out in node.outputs:
+            depth[out] = upstream
+    return [levels[k] for k in sorted(levels)]
+
+
 def _measure(
     model: ir.Model,
     analysis: ChannelAnalysis,
@@ -386,7 +430,7 @@ def _measure(
             keep={group.name: kept},
         )
         copy = _copy(model)
-        PruneChannelsPass(single)(copy)
+        _run(PruneChannelsPass(single), copy)
         trials[group.name] = (copy, group.producers, group.consumers)
     if not trials:
         return {}
@@ -418,20 +462,23 @@ def _sweep(
                 options.channel_multiple or simd_block()[0],
                 outcome.leave_alone,
             )
-            PruneChannelsPass(plan, outcome.stats if options.compensate else None)(model)
+            _run(PruneChannelsPass(plan, outcome.stats if options.compensate else None), model)
             eligible = sum(d.channels for d in decisions if d.status != "skipped")
             achieved = sum(d.channels - d.kept for d in decisions if d.status == "pruned")
             achieved_fraction = achieved / max(eligible, 1)
         else:
-            result = PruneMagnitudePass(
-                sparsity,
-                ops=options.ops,
-                exclude=options.exclude,
-                scope=options.scope,
-                criterion=options.criterion,
-                stats=outcome.stats,
-                refit=options.compensate and outcome.stats is not None,
-            )(model)
+            result = _run(
+                PruneMagnitudePass(
+                    sparsity,
+                    ops=options.ops,
+                    exclude=options.exclude,
+                    scope=options.scope,
+                    criterion=options.criterion,
+                    stats=outcome.stats,
+                    refit=options.compensate and outcome.stats is not None,
+                ),
+                model,
+            )
             achieved_fraction = result.stats["sparsity"]
         latency, _ = _latency(original, model, sample, options, share=0.25)
         points.append(
@@ -455,6 +502,13 @@ def _check_exclude(model: ir.Model, exclude: Sequence[str]) -> None:
             f"prune: --exclude names {name_list(unknown)}, which are not nodes of the model — "
             "see `onnxsmith inspect` for node names"
         )
+
+
+def _run(transform: ir.passes.PassBase, model: ir.Model) -> StatsResult:
+    """Runs one of the prune passes, which all report their stats."""
+    result = transform(model)
+    assert isinstance(result, StatsResult)
+    return result
 
 
 def _name_nodes(model: ir.Model) -> None:

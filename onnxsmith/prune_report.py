@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from onnxsmith.errors import UsageError
@@ -37,8 +37,8 @@ def write_report(report: PruneReport, folder: str | Path) -> list[Path]:
 
 def plot_sweep(
     sparsities: Sequence[float],
-    accuracy: dict[str, Sequence[float]],
-    latency: dict[str, Sequence[float]],
+    accuracy: Mapping[str, Sequence[float]],
+    latency: Mapping[str, Sequence[float]],
     path: Path,
     *,
     title: str,
@@ -94,9 +94,7 @@ def markdown(report: PruneReport, plot: str | None) -> str:
         else "- no compensation (pass --calib DIR to refit layers by least squares)",
     ]
     if o.structured:
-        lines.append(
-            f"- channel multiple {report.channel_multiple} ({report.multiple_source})"
-        )
+        lines.append(f"- channel multiple {report.channel_multiple} ({report.multiple_source})")
     lines += ["", "## Size", "", "| | raw | zip | " + _third(report) + " |", "|---|---|---|---|"]
     for name, sizes in report.sizes.items():
         third = sizes.get("zstd", sizes.get("lzma", 0))

@@ -63,7 +63,9 @@ def measure_group_speed(
         after = create_session(
             _extract(trials[name][0], nodes, region_feed, outputs), threads=threads
         )
-        times = time_interleaved([after, before], [region_feed], warmup=3, runs=None, seconds=seconds)
+        times = time_interleaved(
+            [after, before], [region_feed], warmup=3, runs=None, seconds=seconds
+        )
         speeds[name] = GroupSpeed(*ratio_ci95(times[0], times[1]))
     return speeds
 

@@ -49,9 +49,7 @@ class _Builder:
         w = self.tensor("w", self.rng.normal(0, scale, (cout, cin // group, k, k)))
         b = self.tensor("b", self.rng.normal(0, 0.05, cout))
         pad = k // 2
-        return self.node(
-            "Conv", [x, w, b], pads=[pad] * 4, strides=[stride, stride], group=group
-        )
+        return self.node("Conv", [x, w, b], pads=[pad] * 4, strides=[stride, stride], group=group)
 
     def bn(self, x: str, c: int) -> str:
         params = [
@@ -146,9 +144,15 @@ def transformer_block(seed: int = 0, embed: int = 32, heads: int = 4) -> ir.Mode
     split = b.ints("heads", [0, 0, heads, size])
     merge = b.ints("merge", [0, 0, embed])
     normed = layernorm("x")
-    q = b.node("Transpose", [b.node("Reshape", [linear(normed, embed, embed), split])], perm=[0, 2, 1, 3])
-    k = b.node("Transpose", [b.node("Reshape", [linear(normed, embed, embed), split])], perm=[0, 2, 3, 1])
-    v = b.node("Transpose", [b.node("Reshape", [linear(normed, embed, embed), split])], perm=[0, 2, 1, 3])
+    q = b.node(
+        "Transpose", [b.node("Reshape", [linear(normed, embed, embed), split])], perm=[0, 2, 1, 3]
+    )
+    k = b.node(
+        "Transpose", [b.node("Reshape", [linear(normed, embed, embed), split])], perm=[0, 2, 3, 1]
+    )
+    v = b.node(
+        "Transpose", [b.node("Reshape", [linear(normed, embed, embed), split])], perm=[0, 2, 1, 3]
+    )
     scores = b.node("Div", [b.node("MatMul", [q, k]), b.tensor("sqrt", np.array(np.sqrt(size)))])
     attended = b.node("MatMul", [b.node("Softmax", [scores], axis=-1), v])
     merged = b.node("Reshape", [b.node("Transpose", [attended], perm=[0, 2, 1, 3]), merge])

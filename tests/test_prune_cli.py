@@ -20,6 +20,7 @@ from onnxsmith.runtime.session import create_session
 
 from onnxsmith.io import load_model, save_model
 from onnxsmith.prune import PruneOptions, prune_model
+from onnxsmith.synthetic import document_images
 
 FAST = {"seconds": 0.1, "measure": False}
 
@@ -60,7 +61,9 @@ def test_structured_compensation_reduces_output_error(name):
     model = {"resnet": prune_zoo.resnet_like, "mobilenet": prune_zoo.mobilenet_like}[name]()
     calib, held_out = image_feeds(8, seed=1), image_feeds(4, seed=2)
     options = PruneOptions(0.5, structured=True, **FAST)
-    plain, _ = prune_model(model, PruneOptions(0.5, structured=True, compensate=False, **FAST), calib)
+    plain, _ = prune_model(
+        model, PruneOptions(0.5, structured=True, compensate=False, **FAST), calib
+    )
     refit, report = prune_model(model, options, calib)
     assert report.compensated >= 2
     assert held_out_error(model, refit, held_out) < 0.7 * held_out_error(model, plain, held_out)
@@ -91,7 +94,9 @@ def test_unstructured_refit_reduces_output_error():
 def test_structured_meets_sparsity_with_block_multiples_and_input_untouched():
     model = prune_zoo.mobilenet_like()
     before = ir.to_proto(model).SerializeToString()
-    pruned, report = prune_model(model, PruneOptions(0.4, structured=True, channel_multiple=8, **FAST))
+    pruned, report = prune_model(
+        model, PruneOptions(0.4, structured=True, channel_multiple=8, **FAST)
+    )
     assert ir.to_proto(model).SerializeToString() == before
     assert report.achieved_sparsity == pytest.approx(0.4, abs=0.1)
     for decision in report.groups:
@@ -140,7 +145,7 @@ def test_cli_unstructured_reports_sizes_and_constant_weights(cli, tmp_path, cnn_
     out, report = tmp_path / "out.onnx", tmp_path / "r.json"
     code, stdout, err = cli(
         "prune", cnn_path, "-o", out, "--sparsity", "0.7", "--json", report,
-        "--timing-seconds", "0.2",
+        "--timing-seconds", "0.2", "--scope", "layer",
     )  # fmt: skip
     assert code == 0, err
     data = json.loads(report.read_text())
@@ -179,14 +184,17 @@ def test_bad_input_one_line_error_nothing_written(cli, tmp_path, resnet_path, ar
 def test_ppocr_detector_structured(tmp_path):
     rapidocr = pytest.importorskip("rapidocr_onnxruntime")
     det = Path(rapidocr.__file__).parent / "models" / "ch_PP-OCRv4_det_infer.onnx"
-    rng = np.random.default_rng(0)
-    calib = [{"x": rng.uniform(0, 1, (1, 3, 64, 64)).astype(np.float32)} for _ in range(2)]
+    pages = [{"x": document_images(1, side=64)}]
     model = load_model(det)
-    pruned, report = prune_model(model, PruneOptions(0.3, structured=True, **FAST), calib)
+    options = PruneOptions(0.2, structured=True, compensate=False, **FAST)
+    _, report = prune_model(model, options, pages)
     pruned_groups = [d for d in report.groups if d.status == "pruned"]
     assert len(pruned_groups) >= 10
-    assert report.agreement.cosine > 0.5
+    skipped = {d.name: d.reason for d in report.groups if d.status == "skipped"}
+    assert skipped and all("ConvTranspose is not in --ops" in r for r in skipped.values())
     assert report.weights[1] < 0.85 * report.weights[0]
+    # uncompensated pruning moves the text map (the benchmark measures by how much)
+    assert report.agreement.rel_error > 1e-3
 
 
 @pytest.mark.torch

@@ -224,9 +224,11 @@ class TestPruneChannelsPass:
 class TestPruneMagnitudePass:
     def test_per_layer_sparsity_including_weights_in_constant_nodes(self):
         model = tiny_cnn()
-        result = PruneMagnitudePass(0.5)(model)
+        result = PruneMagnitudePass(0.5, scope="layer")(model)
         assert result.modified and set(result.stats["per_layer"].values()) == {0.5}
-        holder = next(n for n in model.graph if n.op_type == "Constant" and n.outputs[0].name == "conv2.w")
+        holder = next(
+            n for n in model.graph if n.op_type == "Constant" and n.outputs[0].name == "conv2.w"
+        )
         weight = holder.attributes["value"].as_tensor().numpy()
         assert np.mean(weight == 0) == 0.5
         outputs(model, {"image": np.zeros((1, 1, 8, 8), np.float32)})

@@ -25,8 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sparsity",
         type=float,
         required=True,
-        help="fraction to remove, 0 < F < 1: of weights, or with --structured of prunable "
-        "channels",
+        help="fraction to remove, 0 < F < 1: of weights, or with --structured of prunable channels",
     )
     parser.add_argument(
         "--structured", action="store_true", help="remove whole channels so tensors shrink"
@@ -47,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--scope",
-        default="layer",
-        help="unstructured: 'layer' (each layer to F) or 'global' (all weights ranked together)",
+        default="global",
+        help="unstructured: 'global' (all weights ranked together, default) or 'layer' (each "
+        "layer to F)",
     )
     parser.add_argument(
         "--channel-multiple",

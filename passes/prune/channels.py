@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import onnx_ir as ir
-
-from onnxsmith.errors import PassError, name_list
 from onnxsmith.passes.prune.groups import ChannelAnalysis, Consumer, analyze_channels
 from onnxsmith.passes.prune.linear import (
     constant,
@@ -15,6 +14,8 @@ from onnxsmith.passes.prune.linear import (
 )
 from onnxsmith.passes.prune.plan import ChannelPlan
 from onnxsmith.passes.prune.refit import InputStats, refit_columns
+
+from onnxsmith.errors import PassError, name_list
 from onnxsmith.pipeline import StatsResult
 
 
@@ -51,7 +52,10 @@ class PruneChannelsPass(ir.passes.InPlacePass):
             (r, int(analysis.kept_mask(r.source, removed).sum())) for r in analysis.literals
         ]
         groups = [(n, int(analysis.kept_mask(v, removed).sum())) for n, v in analysis.group_attrs]
-        shapes = {v: (t.axis, int(analysis.kept_mask(v, removed).sum())) for v, t in analysis.tracks.items()}
+        shapes = {
+            v: (t.axis, int(analysis.kept_mask(v, removed).sum()))
+            for v, t in analysis.tracks.items()
+        }
         # Everything is computed; only now is the model touched.
         for (node, index), array in arrays.items():
             _replace_constant(model.graph, node, index, array)
@@ -69,18 +73,13 @@ class PruneChannelsPass(ir.passes.InPlacePass):
                 dims[axis] = size
                 value.shape = ir.Shape(dims)
         _drop_unused_initializers(model.graph)
-        channels = sum(
-            analysis.group(name).width * (units - len(kept))  # type: ignore[union-attr]
-            for name, kept in self.plan.keep.items()
-            for units in [self.plan.units[name]]
-        )
+        shrunk = [g for g in analysis.groups if len(self.plan.keep.get(g.name, ())) < g.units]
+        channels = sum(g.width * (g.units - len(self.plan.keep[g.name])) for g in shrunk)
         return StatsResult(
             model,
             modified=True,
             stats={
-                "groups_pruned": sum(
-                    1 for n, k in self.plan.keep.items() if len(k) < self.plan.units[n]
-                ),
+                "groups_pruned": len(shrunk),
                 "channels_removed": channels,
                 "consumers_refit": refits,
             },
@@ -130,6 +129,9 @@ class PruneChannelsPass(ir.passes.InPlacePass):
             keep = analysis.kept_mask(consumer.act, removed)
             if gram is None or keep.all() or not _refittable(consumer):
                 continue
+            pair = None
+            if name in self.stats.cross:
+                pair = (self.stats.cross[name], self.stats.pruned_grams[name])
             weight = constant(consumer.node.inputs[consumer.spec.weight])
             assert weight is not None
             matrix = to_matrix(weight, consumer.spec)
@@ -137,6 +139,8 @@ class PruneChannelsPass(ir.passes.InPlacePass):
             columns = np.repeat(keep, per_channel)
             if gram.shape[0] != matrix.shape[1] + 1:
                 continue  # stats from another model version
+            if pair is not None and pair[1].shape[0] != int(columns.sum()) + 1:
+                pair = None  # measured under another plan
             bias_at = _bias_of(consumer)
             bias = None
             if bias_at is not None:
@@ -145,7 +149,7 @@ class PruneChannelsPass(ir.passes.InPlacePass):
                 bias = np.zeros(matrix.shape[0], matrix.dtype)
                 bias_at = _Bias(consumer.node, 2)
             new_matrix, new_bias = refit_columns(
-                matrix, None if bias is None else bias.reshape(-1), gram, columns
+                matrix, None if bias is None else bias.reshape(-1), gram, columns, pair
             )
             if new_bias is not None and _new_bias_needs_slicing(analysis, consumer, bias_at):
                 # a bias created here has no slice recorded for the node's own pruned outputs
@@ -204,7 +208,11 @@ def _refittable(consumer: Consumer) -> bool:
         alpha = node.attributes.get_float("alpha", 1.0)
         beta = node.attributes.get_float("beta", 1.0)
         bias = constant(node.inputs[2]) if len(node.inputs) > 2 else None
-        if alpha != 1.0 or beta != 1.0 or (bias is not None and bias.ndim > 1 and bias.shape[0] > 1):
+        if (
+            alpha != 1.0
+            or beta != 1.0
+            or (bias is not None and bias.ndim > 1 and bias.shape[0] > 1)
+        ):
             return False
     return node.op_type in ("Conv", "Gemm", "MatMul")
 
@@ -218,7 +226,7 @@ def _bias_of(consumer: Consumer) -> _Bias | None:
             assert bias is not None
             return _Bias(node, 2) if bias.size > 1 else None
         return None
-    uses = node.outputs[0].uses()
+    uses = list(node.outputs[0].uses())
     if len(uses) != 1 or uses[0][0].op_type != "Add":
         return None
     add = uses[0][0]
@@ -261,5 +269,7 @@ def _drop_unused_initializers(graph: ir.Graph) -> None:
         if not value.uses() and not value.is_graph_output() and not value.is_graph_input():
             del graph.initializers[name]
     for node in list(graph):
-        if node.op_type == "Constant" and not any(o.uses() or o.is_graph_output() for o in node.outputs):
+        if node.op_type == "Constant" and not any(
+            o.uses() or o.is_graph_output() for o in node.outputs
+        ):
             graph.remove(node, safe=True)

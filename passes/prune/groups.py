@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import onnx_ir as ir
-
 from onnxsmith.passes.prune.linear import (
     DEFAULT_DOMAINS,
     PRUNABLE_OPS,
@@ -36,18 +35,83 @@ from onnxsmith.passes.prune.linear import (
 )
 
 _PASS_THROUGH = frozenset(
-    "Relu LeakyRelu PRelu Sigmoid HardSigmoid HardSwish Tanh Elu Selu Celu Gelu Erf Softplus "
-    "Softsign Mish Neg Abs Sqrt Exp Log Reciprocal Floor Ceil Round Sign Identity Cast Clip "
-    "ThresholdedRelu Swish".split()
+    [
+        "Relu",
+        "LeakyRelu",
+        "PRelu",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Tanh",
+        "Elu",
+        "Selu",
+        "Celu",
+        "Gelu",
+        "Erf",
+        "Softplus",
+        "Softsign",
+        "Mish",
+        "Neg",
+        "Abs",
+        "Sqrt",
+        "Exp",
+        "Log",
+        "Reciprocal",
+        "Floor",
+        "Ceil",
+        "Round",
+        "Sign",
+        "Identity",
+        "Cast",
+        "Clip",
+        "ThresholdedRelu",
+        "Swish",
+    ]
 )
 _POOLS = frozenset(
-    "MaxPool AveragePool GlobalAveragePool GlobalMaxPool LpPool GlobalLpPool".split()
+    [
+        "MaxPool",
+        "AveragePool",
+        "GlobalAveragePool",
+        "GlobalMaxPool",
+        "LpPool",
+        "GlobalLpPool",
+    ]
 )
-_ELEMENTWISE = frozenset("Add Sub Mul Div Max Min Pow PRelu Sum Mean".split())
-_RESHAPES = frozenset("Reshape Flatten Squeeze Unsqueeze".split())
+_ELEMENTWISE = frozenset(
+    [
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Max",
+        "Min",
+        "Pow",
+        "PRelu",
+        "Sum",
+        "Mean",
+    ]
+)
+_RESHAPES = frozenset(
+    [
+        "Reshape",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+    ]
+)
 _REDUCES = frozenset(
-    "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSumExp "
-    "ReduceSumSquare".split()
+    [
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceProd",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSumExp",
+        "ReduceSumSquare",
+    ]
 )
 
 
@@ -214,7 +278,9 @@ class ChannelAnalysis:
         if not tracked:
             return
         if node.domain not in DEFAULT_DOMAINS:
-            reason: str | None = f"{node.domain}::{node.op_type} node {node.name!r} is not understood"
+            reason: str | None = (
+                f"{node.domain}::{node.op_type} node {node.name!r} is not understood"
+            )
         elif depthwise_multiplier(node) is not None:
             reason = self._depthwise(node, tracked)
         elif node.op_type in self._handlers:

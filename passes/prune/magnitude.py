@@ -12,8 +12,6 @@ import dataclasses
 
 import numpy as np
 import onnx_ir as ir
-
-from onnxsmith.errors import PassError
 from onnxsmith.passes.prune.linear import (
     DEFAULT_DOMAINS,
     constant,
@@ -22,10 +20,12 @@ from onnxsmith.passes.prune.linear import (
     to_matrix,
 )
 from onnxsmith.passes.prune.refit import InputStats, refit_rows
+
+from onnxsmith.errors import PassError
 from onnxsmith.pipeline import StatsResult
 
 CRITERIA = ("l1", "l2", "taylor", "activation")
-SCOPES = ("layer", "global")
+SCOPES = ("global", "layer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +44,10 @@ class PruneMagnitudePass(ir.passes.InPlacePass):
     Scores: `l1`/`l2` rank by |w| (the same order for single weights); with `stats`,
     `activation` ranks by |w|·‖x_j‖ (Wanda) and `taylor` by w²·E[x_j²] (the second-order
     saliency of Optimal Brain Damage on the layer's output; same order within a layer,
-    different across layers with `scope="global"`). `scope="layer"` prunes every layer to
-    `sparsity`; `"global"` ranks all weights together. With `refit=True` and `stats`, the
+    different across layers with `scope="global"`). `scope="global"` (the default, as
+    `torch.nn.utils.prune.global_unstructured`) ranks all weights together, so small
+    sensitive layers (a first conv, a classifier) lose less; `"layer"` prunes every layer to
+    `sparsity`. With `refit=True` and `stats`, the
     surviving weights of each output row are refit by least squares so the layer's output
     on calibration data changes as little as possible.
     """
@@ -56,7 +58,7 @@ class PruneMagnitudePass(ir.passes.InPlacePass):
         *,
         ops: tuple[str, ...] = ("Conv", "Gemm", "MatMul"),
         exclude: tuple[str, ...] = (),
-        scope: str = "layer",
+        scope: str = "global",
         criterion: str = "l1",
         stats: InputStats | None = None,
         refit: bool = False,
@@ -87,7 +89,9 @@ class PruneMagnitudePass(ir.passes.InPlacePass):
         masks = self._masks(scores)
         new_arrays = [self._pruned(w, m) for w, m in zip(weights, masks, strict=True)]
         changed = [
-            (w, a) for w, a in zip(weights, new_arrays, strict=True) if not np.array_equal(w.array, a)
+            (w, a)
+            for w, a in zip(weights, new_arrays, strict=True)
+            if not np.array_equal(w.array, a)
         ]
         for weight, array in changed:
             tensor = ir.tensor(array, name=weight.value.name)
@@ -167,8 +171,7 @@ class PruneMagnitudePass(ir.passes.InPlacePass):
         matrix = to_matrix(weight.array, spec)
         if gram.shape[0] != matrix.shape[1] + 1:
             return pruned
-        # Bias stays as it is: the refit only moves weight onto surviving inputs.
-        refit, _ = refit_rows(matrix, None, gram, to_matrix(mask, spec))
+        refit = refit_rows(matrix, gram, to_matrix(mask, spec))
         return np.where(mask, from_matrix(refit, spec, weight.array), 0).astype(pruned.dtype)
 
 

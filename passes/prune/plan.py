@@ -12,7 +12,6 @@ import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
-
 from onnxsmith.passes.prune.groups import ChannelAnalysis, ChannelGroup
 from onnxsmith.passes.prune.linear import PRUNABLE_OPS, constant, to_matrix
 from onnxsmith.passes.prune.refit import InputStats
@@ -70,8 +69,10 @@ def unit_scores(
         measured = None
         if criterion in ("activation", "taylor") and stats is not None:
             measured = _measured_scores(analysis, group, criterion, stats)
-        scores[group.name] = measured if measured is not None else _weight_scores(
-            analysis, group, 2 if criterion == "l2" else 1
+        scores[group.name] = (
+            measured
+            if measured is not None
+            else _weight_scores(analysis, group, 2 if criterion == "l2" else 1)
         )
     return scores
 

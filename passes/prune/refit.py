@@ -6,10 +6,11 @@ weights over the kept inputs that best reproduce the original output are
 
     [W' b'] = [W b] G[:, K] (G[K, K] + λ I)⁻¹          (K = kept inputs and the 1)
 
-which is what this module solves, per layer (structured: the next layer's input channels are
-gone) or per output row (unstructured: each row keeps its own inputs, as in OBS/SparseGPT
-without the lazy batching). The ridge λ is a small fraction of the mean diagonal so that
-inputs that never fire on the calibration set (dead ReLUs) do not make the system singular.
+which is what this module solves per layer when the next layer's input channels are gone
+(structured). When each row keeps its own inputs (unstructured), it applies the equivalent
+column-wise Optimal Brain Surgeon updates of SparseGPT instead, which avoid one solve per row.
+The ridge λ is a small fraction of the mean diagonal so that inputs that never fire on the
+calibration set (dead ReLUs) do not make the system singular.
 """
 
 from __future__ import annotations
@@ -33,67 +34,85 @@ class InputStats:
         means_sq: node name -> E[x²] per input (size D); always present.
         rows: node name -> how many rows were averaged.
         feeds: how many calibration feeds were run.
+        cross: node name -> E[x̃ x̃'ᵀ] between the original model's input rows x̃ and the
+            pruned model's x̃' (already narrower) at the same node, for sequential refits.
+        pruned_grams: node name -> E[x̃' x̃'ᵀ] of the pruned model's input rows.
     """
 
     grams: Mapping[str, np.ndarray]
     means_sq: Mapping[str, np.ndarray]
     rows: Mapping[str, int]
     feeds: int
+    cross: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    pruned_grams: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def refit_columns(
-    weight: np.ndarray, bias: np.ndarray | None, gram: np.ndarray, keep: np.ndarray
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    gram: np.ndarray,
+    keep: np.ndarray,
+    pair: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Least-squares weights over the kept input columns (structured compensation).
 
     Args:
         weight: (outputs, inputs) matrix.
         bias: (outputs,) or None; when None the refit has no constant term to adjust.
-        gram: (inputs+1, inputs+1) second moments of [x; 1].
+        gram: (inputs+1, inputs+1) second moments of [x; 1] in the original model.
         keep: boolean mask over inputs.
+        pair: (cross, pruned gram) measured with the pruned model upstream (see
+            `InputStats.cross`): the refit then also undoes the error of earlier layers.
 
     Returns:
         (outputs, kept inputs) weights and the adjusted bias (None when `bias` was None).
     """
     full = _augment(weight, bias)
-    kept = np.flatnonzero(np.append(keep, bias is not None))
-    solved = _solve(gram, full, kept)
+    if pair is not None:
+        cross, pruned_gram = pair
+        kept = np.arange(pruned_gram.shape[0] - (0 if bias is not None else 1))
+        solved = _solve(pruned_gram, full, kept, cross=cross)
+    else:
+        kept = np.flatnonzero(np.append(keep, bias is not None))
+        solved = _solve(gram, full, kept)
     if bias is None:
         return solved, None
     return solved[:, :-1], solved[:, -1]
 
 
-def refit_rows(
-    weight: np.ndarray, bias: np.ndarray | None, gram: np.ndarray, keep: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Least-squares refit of each output row over its own kept inputs (unstructured).
+def refit_rows(weight: np.ndarray, gram: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Moves each pruned weight's contribution onto the row's later surviving inputs (OBS).
+
+    The column-by-column Optimal Brain Surgeon update of SparseGPT with a fixed mask: with the
+    Cholesky factor U of H⁻¹ (H = E[x xᵀ] + λI), pruning w[:, j] subtracts
+    (w[:, j] / U[j, j]) · U[j, j:] from the row's remaining weights. O(outputs · inputs²),
+    where solving every row's own least-squares system would cost O(outputs · inputs³).
 
     Args:
         weight: (outputs, inputs) matrix whose pruned entries are still present.
-        bias: (outputs,) or None.
-        gram: (inputs+1, inputs+1) second moments of [x; 1].
+        gram: (inputs+1, inputs+1) second moments of [x; 1] (the bias is left as it is).
         keep: (outputs, inputs) boolean mask.
 
     Returns:
-        Weights of the same shape with zeros where `keep` is False, and the adjusted bias.
+        Weights of the same shape and dtype, zero where `keep` is False.
     """
-    full = _augment(weight, bias)
-    new_weight = np.zeros_like(weight, dtype=np.float64)
-    new_bias = None if bias is None else np.asarray(bias, dtype=np.float64).copy()
-    patterns: dict[bytes, list[int]] = {}
-    for row in range(weight.shape[0]):
-        patterns.setdefault(np.packbits(keep[row]).tobytes(), []).append(row)
-    for rows in patterns.values():
-        kept_inputs = np.flatnonzero(keep[rows[0]])
-        kept = np.append(kept_inputs, weight.shape[1]) if bias is not None else kept_inputs
-        if len(kept) == 0:
+    inputs = weight.shape[1]
+    hessian = gram[:inputs, :inputs].copy()
+    dead = np.diag(hessian) <= 0
+    hessian[dead, dead] = 1.0
+    ridge = RIDGE * max(float(np.mean(np.diag(hessian))), 1e-12)
+    hessian[np.diag_indices_from(hessian)] += ridge
+    upper = np.linalg.cholesky(np.linalg.inv(hessian)).T
+    work = weight.astype(np.float64)
+    work[:, dead] = 0.0
+    for j in range(inputs):
+        pruned = ~keep[:, j]
+        if not pruned.any():
             continue
-        solved = _solve(gram, full[rows], kept)
-        new_weight[np.ix_(rows, kept_inputs)] = solved[:, : len(kept_inputs)]
-        if new_bias is not None:
-            new_bias[rows] = solved[:, -1]
-    out_bias = None if new_bias is None or bias is None else new_bias.astype(bias.dtype)
-    return new_weight.astype(weight.dtype), out_bias
+        error = np.where(pruned, work[:, j] / upper[j, j], 0.0)
+        work[:, j:] -= np.outer(error, upper[j, j:])
+        work[pruned, j] = 0.0
+    return np.where(keep, work, 0.0).astype(weight.dtype)
 
 
 def channel_energy(means_sq: Mapping[str, np.ndarray], node: str, channels: int) -> np.ndarray:
@@ -109,10 +128,13 @@ def _augment(weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     return np.concatenate([full, np.asarray(bias, np.float64).reshape(-1, 1)], axis=1)
 
 
-def _solve(gram: np.ndarray, full: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """[W b] G[:, K] (G[K, K] + λI)⁻¹ for the rows of `full`; returns (rows, |K|)."""
+def _solve(
+    gram: np.ndarray, full: np.ndarray, kept: np.ndarray, cross: np.ndarray | None = None
+) -> np.ndarray:
+    """[W b] C[:, K] (G[K, K] + λI)⁻¹ for the rows of `full` (C = G unless `cross` is given);
+    returns (rows, |K|)."""
     system = gram[np.ix_(kept, kept)].copy()
     ridge = RIDGE * max(float(np.mean(np.diag(system))), 1e-12)
     system[np.diag_indices_from(system)] += ridge
-    rhs = full @ gram[:, kept]
+    rhs = full @ (gram if cross is None else cross)[:, kept]
     return np.linalg.solve(system, rhs.T).T
