@@ -258,12 +258,67 @@ def bench_ppocr(args: argparse.Namespace) -> list[str]:
     return rows
 
 
+class MobileNetish(nn.Module):
+    """Depthwise-separable blocks, 32-64-128-256 channels (untrained: only latency matters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU()]
+        for cin, cout, stride in ((32, 64, 1), (64, 128, 2), (128, 128, 1), (128, 256, 2)):
+            layers += [
+                nn.Conv2d(cin, cin, 3, stride, 1, groups=cin),
+                nn.BatchNorm2d(cin),
+                nn.ReLU(),
+                nn.Conv2d(cin, cout, 1),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(),
+            ]
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(256, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def bench_multiples(args: argparse.Namespace, tmp: Path) -> list[str]:
+    """The same structured pruning with kept counts rounded to 1 (none) or to the SIMD block."""
+    torch.manual_seed(0)
+    net = MobileNetish().eval()
+    path = tmp / "mobilenetish.onnx"
+    torch.onnx.export(
+        net, (torch.zeros(1, 3, 96, 96),), str(path), input_names=["image"], dynamo=False,
+        opset_version=17,
+    )  # fmt: skip
+    original = load_model(path)
+    feed = {"image": np.random.default_rng(0).normal(size=(1, 3, 96, 96)).astype(np.float32)}
+    rows = [
+        "MobileNet-ish (depthwise-separable, 32-64-128-256 channels, 1×3×96×96), structured, "
+        "no timing-based skipping (`measure=False`): kept channel counts rounded to 1 vs 8",
+        "",
+        "| sparsity | channel multiple | latency ratio |",
+        "|---|---|---|",
+    ]
+    for sparsity in (0.3, 0.5):
+        variants: dict[str, ir.Model | Path] = {"original": path}
+        for multiple in (1, 8):
+            options = PruneOptions(
+                sparsity, structured=True, channel_multiple=multiple, measure=False, seconds=0.5
+            )
+            variants[str(multiple)], _ = prune_model(original, options)
+        ratios = timed(variants, feed, seconds=args.seconds)
+        rows += [f"| {sparsity:.1f} | {m} | {ratios[m]:.2f}x |" for m in ("1", "8")]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two sparsities, short training")
     parser.add_argument("--seconds", type=float, default=6.0, help="timing budget per sparsity")
     parser.add_argument("--plot", type=Path, help="write the digits sweep plot here")
     parser.add_argument("--skip-ppocr", action="store_true")
+    parser.add_argument(
+        "--only-multiples", action="store_true", help="just the channel-multiple comparison"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -277,8 +332,13 @@ def main() -> None:
         f"one run ({args.seconds:.0f} s budget)",
         "",
     ]
+    if args.only_multiples:
+        with tempfile.TemporaryDirectory() as folder:
+            print("\n".join(header + bench_multiples(args, Path(folder))))
+        return
     with tempfile.TemporaryDirectory() as folder:
         rows, curves = bench_digits(args, Path(folder))
+        rows += ["", *bench_multiples(args, Path(folder))]
     if args.plot:
         sparsities = list(SPARSITIES if not args.quick else (0.3, 0.5))
         plot_sweep(

@@ -73,7 +73,11 @@ class PruneChannelsPass(ir.passes.InPlacePass):
                 dims[axis] = size
                 value.shape = ir.Shape(dims)
         _drop_unused_initializers(model.graph)
-        shrunk = [g for g in analysis.groups if len(self.plan.keep.get(g.name, ())) < g.units]
+        shrunk = [
+            g
+            for g in analysis.groups
+            if g.name in self.plan.keep and len(self.plan.keep[g.name]) < g.units
+        ]
         channels = sum(g.width * (g.units - len(self.plan.keep[g.name])) for g in shrunk)
         return StatsResult(
             model,
