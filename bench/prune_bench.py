@@ -163,6 +163,20 @@ def timed(models: dict[str, ir.Model | Path], feed: dict, seconds: float) -> dic
     return {name: ratio_ci95(t, times[0])[0] for name, t in zip(models, times, strict=True)}
 
 
+def onnxsmith_variants(
+    original: ir.Model, sparsity: float, calib: list[dict], prefix: str = ""
+) -> dict[str, ir.Model | Path]:
+    """Unstructured and structured pruning, each without and with least-squares compensation."""
+    variants: dict[str, ir.Model | Path] = {}
+    for structured in (False, True):
+        for with_calib in (False, True):
+            label = f"{prefix}{'structured' if structured else 'unstructured'}"
+            label += " + LS" if with_calib else ""
+            options = PruneOptions(sparsity, structured=structured, seconds=1.0, threads=THREADS)
+            variants[label], _ = prune_model(original, options, calib if with_calib else ())
+    return variants
+
+
 def bench_digits(args: argparse.Namespace, tmp: Path) -> tuple[list[str], dict]:
     x_train, y_train, x_test, y_test = digits()
     start = time.perf_counter()
@@ -184,16 +198,10 @@ def bench_digits(args: argparse.Namespace, tmp: Path) -> tuple[list[str], dict]:
     ]
     curves: dict = {"acc": {}, "lat": {}}
     for sparsity in SPARSITIES if not args.quick else (0.3, 0.5):
-        variants: dict[str, ir.Model | Path] = {"original": source}
-        for label, structured, with_calib in (
-            ("onnxsmith unstructured", False, False),
-            ("onnxsmith unstructured + LS", False, True),
-            ("onnxsmith structured", True, False),
-            ("onnxsmith structured + LS", True, True),
-        ):
-            options = PruneOptions(sparsity, structured=structured, seconds=1.0, threads=THREADS)
-            pruned, _ = prune_model(original, options, calib if with_calib else ())
-            variants[label] = pruned
+        variants = {
+            "original": source,
+            **onnxsmith_variants(original, sparsity, calib, "onnxsmith "),
+        }
         for how in ("layer", "global", "channels"):
             path = tmp / f"torch-{how}-{sparsity}.onnx"
             variants[f"torch {how} L{'2' if how == 'channels' else '1'}"] = export(
@@ -233,15 +241,7 @@ def bench_ppocr(args: argparse.Namespace) -> list[str]:
     ]
     one = {"x": check[:1]}
     for sparsity in (0.1, 0.3, 0.5, 0.7) if not args.quick else (0.3,):
-        variants: dict[str, ir.Model | Path] = {"original": det}
-        for label, structured, with_calib in (
-            ("unstructured", False, False),
-            ("unstructured + LS", False, True),
-            ("structured", True, False),
-            ("structured + LS", True, True),
-        ):
-            options = PruneOptions(sparsity, structured=structured, seconds=1.0, threads=THREADS)
-            variants[label], _ = prune_model(original, options, calib if with_calib else ())
+        variants = {"original": det, **onnxsmith_variants(original, sparsity, calib)}
         ratios = timed(variants, one, seconds=args.seconds)
         for label, model in variants.items():
             if label == "original":

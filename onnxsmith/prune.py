@@ -271,20 +271,8 @@ def _unstructured(
     if calib and (options.compensate or options.criterion in ("taylor", "activation")):
         names = [n.name or "" for n in model.graph if n.op_type in options.ops]
         stats = collect_input_stats(model, names, calib, grams=options.compensate)
-    refit = options.compensate and stats is not None
-    result = _run(
-        PruneMagnitudePass(
-            options.sparsity,
-            ops=options.ops,
-            exclude=options.exclude,
-            scope=options.scope,
-            criterion=options.criterion,
-            stats=stats,
-            refit=refit,
-        ),
-        model,
-    )
-    compensated = len(stats.grams) if refit and stats is not None else 0
+    result = _run(_magnitude_pass(options, options.sparsity, stats), model)
+    compensated = len(stats.grams) if options.compensate and stats is not None else 0
     notes.append(
         "unstructured zeros keep every tensor dense: ONNX Runtime's CPU kernels do the same "
         "work, so expect a latency ratio near 1.0; the gain is the compressed size"
@@ -332,10 +320,7 @@ def _structured(
             if s.ratio >= NO_GAIN_RATIO
         }
     plan, decisions = plan_channels(analysis, scores, options.sparsity, multiple, leave_alone)
-    if options.compensate and stats is not None:
-        model, result = _refit_sequentially(model, analysis, plan, stats, calib)
-    else:
-        result = _run(PruneChannelsPass(plan), model)
+    model, result = _prune_channels(model, analysis, plan, stats, calib, options)
     total = sum(g.channels for g in eligible)
     removed = sum(d.channels - d.kept for d in decisions if d.status == "pruned")
     notes.append(
@@ -365,6 +350,34 @@ def _structured(
         scores=scores,
         leave_alone=leave_alone,
     )
+
+
+def _magnitude_pass(
+    options: PruneOptions, sparsity: float, stats: InputStats | None
+) -> PruneMagnitudePass:
+    return PruneMagnitudePass(
+        sparsity,
+        ops=options.ops,
+        exclude=options.exclude,
+        scope=options.scope,
+        criterion=options.criterion,
+        stats=stats,
+        refit=options.compensate and stats is not None,
+    )
+
+
+def _prune_channels(
+    model: ir.Model,
+    analysis: ChannelAnalysis,
+    plan: ChannelPlan,
+    stats: InputStats | None,
+    calib: Sequence[Feed],
+    options: PruneOptions,
+) -> tuple[ir.Model, StatsResult]:
+    """Applies `plan`, with sequential least-squares refits when compensating."""
+    if options.compensate and stats is not None and stats.grams:
+        return _refit_sequentially(model, analysis, plan, stats, calib)
+    return model, _run(PruneChannelsPass(plan), model)
 
 
 def _refit_sequentially(
@@ -462,23 +475,12 @@ def _sweep(
                 options.channel_multiple or simd_block()[0],
                 outcome.leave_alone,
             )
-            _run(PruneChannelsPass(plan, outcome.stats if options.compensate else None), model)
+            model, _ = _prune_channels(model, analysis, plan, outcome.stats, calib, options)
             eligible = sum(d.channels for d in decisions if d.status != "skipped")
             achieved = sum(d.channels - d.kept for d in decisions if d.status == "pruned")
             achieved_fraction = achieved / max(eligible, 1)
         else:
-            result = _run(
-                PruneMagnitudePass(
-                    sparsity,
-                    ops=options.ops,
-                    exclude=options.exclude,
-                    scope=options.scope,
-                    criterion=options.criterion,
-                    stats=outcome.stats,
-                    refit=options.compensate and outcome.stats is not None,
-                ),
-                model,
-            )
+            result = _run(_magnitude_pass(options, sparsity, outcome.stats), model)
             achieved_fraction = result.stats["sparsity"]
         latency, _ = _latency(original, model, sample, options, share=0.25)
         points.append(
