@@ -183,15 +183,17 @@ def prune_file(
         PassError: nothing can be pruned, or the pruned model fails to run.
     """
     options.validate(calib is not None)
+    if report is not None and Path(report).exists() and not Path(report).is_dir():
+        raise UsageError(f"prune: --report {report} is a file — pass a folder")
     model = load_model(source)
     feeds = _calib_feeds(model, calib)
     pruned, result = prune_model(model, options, feeds, sweep=report is not None)
     record_step(pruned, "prune", options.as_dict() | {"calib": str(calib) if calib else None})
+    save_model(pruned, output, external_data=external_data, inputs=[source])
     if report is not None:
         from onnxsmith.prune_report import write_report
 
         write_report(result, report)
-    save_model(pruned, output, external_data=external_data, inputs=[source])
     return result
 
 

@@ -6,15 +6,12 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from onnxsmith.errors import UsageError
 from onnxsmith.prune import PruneReport
 
 
 def write_report(report: PruneReport, folder: str | Path) -> list[Path]:
     """Writes the JSON, Markdown and (when matplotlib is installed) the PNG; returns the paths."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"prune: --report {folder} is a file — pass a folder")
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "report.json", folder / "report.md"]
     written[0].write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")

@@ -47,15 +47,6 @@ def resnet_path(tmp_path: Path) -> Path:
     return save_model(prune_zoo.resnet_like(), tmp_path / "resnet.onnx")
 
 
-@pytest.fixture
-def calib_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "calib"
-    folder.mkdir()
-    for i, feed in enumerate(image_feeds(6, seed=3)):
-        np.savez(folder / f"{i:03d}.npz", **feed)
-    return folder
-
-
 @pytest.mark.parametrize("name", ["resnet", "mobilenet"])
 def test_structured_compensation_reduces_output_error(name):
     model = {"resnet": prune_zoo.resnet_like, "mobilenet": prune_zoo.mobilenet_like}[name]()
@@ -122,11 +113,14 @@ def test_measured_groups_each_get_a_verdict():
             assert speed is not None and speed.ratio < 0.97
 
 
-def test_cli_structured_with_calib_and_report(cli, tmp_path, resnet_path, calib_dir):
+def test_cli_structured_with_calib_and_report(cli, tmp_path):
+    source = save_model(prune_zoo.mlp(), tmp_path / "mlp.onnx")
+    calib = tmp_path / "calib.npz"  # one file, samples stacked on axis 0
+    np.savez(calib, x=np.random.default_rng(0).normal(size=(6, 16, 20)).astype(np.float32))
     out, folder = tmp_path / "out.onnx", tmp_path / "report"
     code, stdout, err = cli(
-        "prune", resnet_path, "-o", out, "--sparsity", "0.5", "--structured", "--calib",
-        calib_dir, "--report", folder, "--no-measure", "--timing-seconds", "0.2",
+        "prune", source, "-o", out, "--sparsity", "0.5", "--structured", "--calib",
+        calib, "--report", folder, "--no-measure", "--timing-seconds", "0.2",
     )  # fmt: skip
     assert code == 0, err
     assert "channel groups" in stdout and "layers refit" in stdout
@@ -219,3 +213,13 @@ def test_torch_exported_cnn_prunes_structured(tmp_path):
     assert [d.kept for d in report.groups if d.status == "pruned"] == [8, 16]
     feed = image_feeds(1, seed=0)[0]
     assert create_session(pruned).run(None, feed)[0].shape == (4, 10)
+
+
+def test_report_path_that_is_a_file_fails_before_writing(cli, tmp_path, resnet_path):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("x")
+    out = tmp_path / "out.onnx"
+    code, _, err = cli(
+        "prune", resnet_path, "-o", out, "--sparsity", "0.3", "--report", taken, "--no-measure"
+    )
+    assert code == 2 and "is a file" in err and not out.exists()
