@@ -11,13 +11,14 @@ from types import ModuleType
 from typing import NoReturn
 
 from onnxsmith import __version__
-from onnxsmith.cli import bench, demo, inspect, merge, optimize, run, serve_export
+from onnxsmith.cli import bench, demo, inspect, merge, optimize, prune, run, serve_export
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
 VERBS: dict[str, ModuleType] = {
     "inspect": inspect,
     "optimize": optimize,
+    "prune": prune,
     "merge": merge,
     "bench": bench,
     "serve-export": serve_export,

@@ -1,0 +1,159 @@
+"""`onnxsmith prune`: unstructured magnitude or structured channel pruning, measured."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from onnxsmith.cli.render import console, megabytes
+from onnxsmith.prune import DEFAULT_OPS, PruneOptions, PruneReport, prune_file
+
+HELP = "prune weights (unstructured) or whole channels (structured, faster) with compensation"
+EXAMPLE = (
+    "onnxsmith prune model.onnx -o model.pruned.onnx --sparsity 0.3 --structured "
+    "--calib calib/ --report prune-report/"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="the input .onnx file (never modified)")
+    parser.add_argument("-o", "--output", required=True, help="where to write the result")
+    parser.add_argument(
+        "--sparsity",
+        type=float,
+        required=True,
+        help="fraction to remove, 0 < F < 1: of weights, or with --structured of prunable channels",
+    )
+    parser.add_argument(
+        "--structured", action="store_true", help="remove whole channels so tensors shrink"
+    )
+    parser.add_argument(
+        "--calib", metavar="DIR", help="data dir of .npz feeds: least-squares compensation"
+    )
+    parser.add_argument(
+        "--ops",
+        default=",".join(DEFAULT_OPS),
+        help=f"op types to prune (default {','.join(DEFAULT_OPS)}; ConvTranspose too)",
+    )
+    parser.add_argument("--exclude", default="", help="node names to leave whole, comma-separated")
+    parser.add_argument(
+        "--criterion",
+        default="l1",
+        help="importance: l1 | l2 | taylor | activation (the last two need --calib)",
+    )
+    parser.add_argument(
+        "--scope",
+        default="global",
+        help="unstructured: 'global' (all weights ranked together, default) or 'layer' (each "
+        "layer to F)",
+    )
+    parser.add_argument(
+        "--channel-multiple",
+        type=int,
+        metavar="N",
+        help="kept channel counts are multiples of N (default: the CPU's SIMD block, 8 on AVX2)",
+    )
+    parser.add_argument(
+        "--no-compensation",
+        dest="compensate",
+        action="store_false",
+        help="with --calib, use the data for importance only",
+    )
+    parser.add_argument(
+        "--no-measure",
+        dest="measure",
+        action="store_false",
+        help="do not time groups; prune every group even if it gains nothing here",
+    )
+    parser.add_argument("--threads", type=int, help="intra-op threads for timing")
+    parser.add_argument(
+        "--timing-seconds",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="budget of the interleaved latency measurement (default 2)",
+    )
+    parser.add_argument("--report", metavar="DIR", help="write report.json, report.md, a plot")
+    parser.add_argument(
+        "--external-data",
+        action="store_true",
+        default=None,
+        help="store weights in OUTPUT.data (automatic above 2 GB)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = PruneOptions(
+        sparsity=args.sparsity,
+        structured=args.structured,
+        ops=_names(args.ops),
+        exclude=_names(args.exclude),
+        criterion=args.criterion,
+        scope=args.scope,
+        channel_multiple=args.channel_multiple,
+        compensate=args.compensate,
+        measure=args.measure,
+        threads=args.threads,
+        seconds=args.timing_seconds,
+    )
+    report = prune_file(
+        args.model,
+        args.output,
+        options,
+        calib=args.calib,
+        report=args.report,
+        external_data=args.external_data,
+    )
+    _print(report)
+    console.print(f"wrote {args.output}" + (f", report in {args.report}" if args.report else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+    return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _print(report: PruneReport) -> None:
+    if report.options.structured:
+        table = Table(title="channel groups", title_justify="left")
+        for column in ("group", "channels", "kept", "region", "status"):
+            table.add_column(column, justify="right" if column in ("channels", "kept") else "left")
+        for d in report.groups:
+            speed = report.group_speed.get(d.name)
+            table.add_row(
+                d.name,
+                str(d.channels),
+                str(d.kept),
+                f"{speed.ratio:.2f}x" if speed else "-",
+                f"{d.status}: {d.reason}" if d.reason else d.status,
+            )
+    else:
+        table = Table(title="layers", title_justify="left")
+        table.add_column("layer")
+        table.add_column("sparsity", justify="right")
+        for name, value in report.per_layer.items():
+            table.add_row(name, f"{value:.1%}")
+    console.print(table)
+    ratio, low, high = report.latency
+    sizes = report.sizes
+    third = "zstd" if "zstd" in sizes["original"] else "lzma"
+    agreement = report.agreement
+    console.print(
+        f"sparsity {report.achieved_sparsity:.1%} (target {report.options.sparsity:.0%}); "
+        f"weights {megabytes(report.weights[0])} → {megabytes(report.weights[1])}; "
+        f"{third} {megabytes(sizes['original'][third])} → {megabytes(sizes['pruned'][third])}"
+    )
+    console.print(
+        f"latency {ratio:.2f}x (95 % CI {low:.2f}–{high:.2f}, interleaved); agreement: cosine "
+        f"{agreement.cosine:.4f}, rel. error {agreement.rel_error:.3g}"
+        + (f", top-1 {agreement.top1:.1%}" if agreement.top1 is not None else "")
+        + f"; {report.compensated} layers refit"
+    )
+    for note in report.notes:
+        console.print(f"note: {note}")

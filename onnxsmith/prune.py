@@ -1,0 +1,588 @@
+"""`prune` as a function: plan, prune, compensate, check with ORT, time, report, save.
+
+Unstructured (default) zeros weights where they are (initializers or Constant nodes).
+Structured first runs the cleanup recipe (Constant nodes lifted, BatchNormalization folded,
+shapes inferred), finds the channel groups, measures which groups make this machine faster,
+rounds every kept channel count to the SIMD block and removes whole channels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxsmith.compression import compressed_sizes
+from onnxsmith.errors import PassError, SessionError, UsageError, name_list
+from onnxsmith.io import load_model, save_model, weight_bytes
+from onnxsmith.passes.cleanup import cleanup_passes
+from onnxsmith.passes.prune import (
+    CRITERIA,
+    PRUNABLE_OPS,
+    SCOPES,
+    ChannelAnalysis,
+    ChannelPlan,
+    GroupDecision,
+    InputStats,
+    PruneChannelsPass,
+    PruneMagnitudePass,
+    analyze_channels,
+    plan_channels,
+    unit_scores,
+)
+from onnxsmith.pipeline import StatsResult, apply
+from onnxsmith.provenance import record_step
+from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.parity import random_feed
+from onnxsmith.runtime.prune_speed import GroupSpeed, measure_group_speed
+from onnxsmith.runtime.prune_stats import collect_input_stats, collect_pair_stats
+from onnxsmith.runtime.session import create_session, run
+from onnxsmith.runtime.simd import simd_block
+from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
+from onnxsmith.signature import input_specs
+
+DEFAULT_OPS = ("Conv", "Gemm", "MatMul")
+# A group whose region is not at least 3 % faster after pruning is left alone.
+NO_GAIN_RATIO = 0.97
+MAX_CALIB_FEEDS = 128
+MAX_CHECK_FEEDS = 8
+SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneOptions:
+    """Everything `prune` can be told; `validate()` turns nonsense into a UsageError.
+
+    Attributes:
+        sparsity: fraction of weights (unstructured) or of prunable channels (structured) to
+            remove, strictly between 0 and 1.
+        structured: remove whole channels instead of zeroing weights.
+        ops: op types to prune (Conv, ConvTranspose, Gemm, MatMul).
+        exclude: node names to leave whole.
+        criterion: l1, l2, taylor or activation (the last two need calibration data).
+        scope: unstructured only: "global" ranks all weights together (the default), "layer"
+            prunes each layer to `sparsity`.
+        channel_multiple: kept channel counts are multiples of this (None: the SIMD block).
+        compensate: refit by least squares when calibration data is given.
+        measure: time each group on this machine and leave alone those that gain nothing.
+        threads: intra-op threads for timing (None: ORT's default).
+        seconds: time budget of the final interleaved latency measurement (each sweep point
+            gets a quarter of it, each group region a fifth).
+    """
+
+    sparsity: float
+    structured: bool = False
+    ops: tuple[str, ...] = DEFAULT_OPS
+    exclude: tuple[str, ...] = ()
+    criterion: str = "l1"
+    scope: str = "global"
+    channel_multiple: int | None = None
+    compensate: bool = True
+    measure: bool = True
+    threads: int | None = None
+    seconds: float = 2.0
+
+    def validate(self, has_calib: bool) -> None:
+        if not 0.0 < self.sparsity < 1.0:
+            raise UsageError(
+                f"prune: --sparsity {self.sparsity} is outside (0, 1) — pass a fraction such as 0.3"
+            )
+        unknown = [op for op in self.ops if op not in PRUNABLE_OPS]
+        if unknown or not self.ops:
+            raise UsageError(
+                f"prune: --ops {name_list(unknown) or 'is empty'} — prunable ops are "
+                f"{', '.join(PRUNABLE_OPS)}"
+            )
+        if self.criterion not in CRITERIA:
+            raise UsageError(
+                f"prune: unknown --criterion {self.criterion!r} — choose from {', '.join(CRITERIA)}"
+            )
+        if self.scope not in SCOPES:
+            raise UsageError(
+                f"prune: unknown --scope {self.scope!r} — choose from {', '.join(SCOPES)}"
+            )
+        if self.criterion in ("taylor", "activation") and not has_calib:
+            raise UsageError(
+                f"prune: --criterion {self.criterion} ranks by activations — pass --calib DIR "
+                "or use l1/l2"
+            )
+        if self.seconds <= 0:
+            raise UsageError(f"prune: --timing-seconds {self.seconds} must be positive")
+        if self.channel_multiple is not None and self.channel_multiple < 1:
+            raise UsageError(f"prune: --channel-multiple {self.channel_multiple} must be 1 or more")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Agreement:
+    """How close the pruned model's outputs are to the original's on the check feeds."""
+
+    rel_error: float  # ‖pruned − original‖ / ‖original‖ over all outputs and feeds
+    cosine: float  # cosine similarity of the flattened outputs
+    top1: float | None  # argmax agreement for (batch, classes) outputs, else None
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+    """One sparsity of the report's sweep."""
+
+    sparsity: float
+    achieved: float
+    agreement: Agreement
+    latency_ratio: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneReport:
+    """What `prune` did, measured."""
+
+    options: PruneOptions
+    mode: str  # "unstructured" or "structured"
+    achieved_sparsity: float
+    per_layer: dict[str, float]  # unstructured: zero fraction per layer
+    groups: list[GroupDecision]  # structured: one entry per channel group
+    group_speed: dict[str, GroupSpeed]
+    channel_multiple: int
+    multiple_source: str
+    compensated: int  # layers refit by least squares
+    calib_feeds: int
+    agreement: Agreement
+    check_feeds: str
+    latency: tuple[float, float, float]  # pruned/original median ratio, 95 % CI
+    latency_ms: tuple[float, float]  # original, pruned medians
+    timing_feed: str
+    sizes: dict[str, dict[str, int]]  # "original"/"pruned" -> compressed_sizes
+    weights: tuple[int, int]
+    sweep: list[SweepPoint]
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def prune_file(
+    source: str | Path,
+    output: str | Path,
+    options: PruneOptions,
+    *,
+    calib: str | Path | None = None,
+    report: str | Path | None = None,
+    external_data: bool | None = None,
+) -> PruneReport:
+    """Prunes `source` into `output`; nothing is written when any step fails.
+
+    Raises:
+        UsageError: an option is invalid (bad sparsity, unknown op, criterion or node name).
+        PassError: nothing can be pruned, or the pruned model fails to run.
+    """
+    options.validate(calib is not None)
+    if report is not None and Path(report).exists() and not Path(report).is_dir():
+        raise UsageError(f"prune: --report {report} is a file — pass a folder")
+    model = load_model(source)
+    feeds = _calib_feeds(model, calib)
+    pruned, result = prune_model(model, options, feeds, sweep=report is not None)
+    record_step(pruned, "prune", options.as_dict() | {"calib": str(calib) if calib else None})
+    save_model(pruned, output, external_data=external_data, inputs=[source])
+    if report is not None:
+        from onnxsmith.prune_report import write_report
+
+        write_report(result, report)
+    return result
+
+
+def prune_model(
+    model: ir.Model,
+    options: PruneOptions,
+    calib: Sequence[Feed] = (),
+    *,
+    sweep: bool = False,
+) -> tuple[ir.Model, PruneReport]:
+    """Prunes a copy of `model` (which is left untouched) and measures the result."""
+    options.validate(bool(calib))
+    _check_exclude(model, options.exclude)
+    original = _copy(model)
+    working = _copy(model)
+    if options.structured:
+        working, _ = apply(cleanup_passes(), working)
+    _name_nodes(working)
+    reference = _copy(working)
+    multiple, source = (
+        (options.channel_multiple, "--channel-multiple")
+        if options.channel_multiple
+        else simd_block()
+    )
+    sample = calib[0] if calib else random_feed(input_specs(model))
+    timing_feed = "the first calibration feed" if calib else "a random feed (batch 1)"
+    notes: list[str] = []
+    if options.structured:
+        outcome = _structured(working, options, calib, multiple, sample, notes)
+    else:
+        outcome = _unstructured(working, options, calib, notes)
+    check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
+    agreement = _agreement(original, outcome.model, check)
+    latency, medians = _latency(original, outcome.model, sample, options)
+    points = _sweep(reference, original, options, calib, outcome, sample) if sweep else []
+    report = PruneReport(
+        options=options,
+        mode="structured" if options.structured else "unstructured",
+        achieved_sparsity=outcome.achieved,
+        per_layer=outcome.per_layer,
+        groups=outcome.decisions,
+        group_speed=outcome.speeds,
+        channel_multiple=multiple,
+        multiple_source=source,
+        compensated=outcome.compensated,
+        calib_feeds=len(calib),
+        agreement=agreement,
+        check_feeds=f"{len(check)} calibration feeds" if calib else "1 random feed",
+        latency=latency,
+        latency_ms=medians,
+        timing_feed=timing_feed,
+        sizes={"original": _sizes(original), "pruned": _sizes(outcome.model)},
+        weights=(weight_bytes(original), weight_bytes(outcome.model)),
+        sweep=points,
+        notes=notes,
+    )
+    return outcome.model, report
+
+
+@dataclasses.dataclass
+class _Outcome:
+    model: ir.Model
+    achieved: float
+    per_layer: dict[str, float]
+    decisions: list[GroupDecision]
+    speeds: dict[str, GroupSpeed]
+    compensated: int
+    stats: InputStats | None = None
+    scores: dict[str, np.ndarray] | None = None
+    leave_alone: dict[str, str] | None = None
+
+
+def _unstructured(
+    model: ir.Model, options: PruneOptions, calib: Sequence[Feed], notes: list[str]
+) -> _Outcome:
+    stats = None
+    if calib and (options.compensate or options.criterion in ("taylor", "activation")):
+        names = [n.name or "" for n in model.graph if n.op_type in options.ops]
+        stats = collect_input_stats(model, names, calib, grams=options.compensate)
+    result = _run(_magnitude_pass(options, options.sparsity, stats), model)
+    compensated = len(stats.grams) if options.compensate and stats is not None else 0
+    notes.append(
+        "unstructured zeros keep every tensor dense: ONNX Runtime's CPU kernels do the same "
+        "work, so expect a latency ratio near 1.0; the gain is the compressed size"
+    )
+    return _Outcome(
+        model=result.model,
+        achieved=result.stats["sparsity"],
+        per_layer=result.stats["per_layer"],
+        decisions=[],
+        speeds={},
+        compensated=compensated,
+        stats=stats,
+    )
+
+
+def _structured(
+    model: ir.Model,
+    options: PruneOptions,
+    calib: Sequence[Feed],
+    multiple: int,
+    sample: Feed,
+    notes: list[str],
+) -> _Outcome:
+    analysis = analyze_channels(model, ops=options.ops, exclude=options.exclude)
+    eligible = [g for g in analysis.groups if not g.skipped]
+    if not eligible:
+        reasons = "; ".join(f"{g.name}: {g.skipped}" for g in analysis.groups[:5])
+        raise PassError(
+            f"prune: nothing prunable — {len(analysis.groups)} channel groups, all skipped "
+            f"({reasons or 'no Conv/Gemm/MatMul with a constant weight'}) — check --ops and "
+            "--exclude, or use unstructured pruning"
+        )
+    stats = None
+    if calib and (options.compensate or options.criterion in ("taylor", "activation")):
+        consumers = sorted({c for g in eligible for c in g.consumers})
+        stats = collect_input_stats(model, consumers, calib, grams=options.compensate)
+    scores = unit_scores(analysis, options.criterion, stats)
+    leave_alone: dict[str, str] = {}
+    speeds: dict[str, GroupSpeed] = {}
+    if options.measure:
+        speeds = _measure(model, analysis, scores, options, multiple, sample)
+        leave_alone = {
+            name: f"pruning it measured {s.ratio:.2f}x on this machine (no gain)"
+            for name, s in speeds.items()
+            if s.ratio >= NO_GAIN_RATIO
+        }
+    plan, decisions = plan_channels(analysis, scores, options.sparsity, multiple, leave_alone)
+    model, result = _prune_channels(model, analysis, plan, stats, calib, options)
+    total = sum(g.channels for g in eligible)
+    removed = sum(d.channels - d.kept for d in decisions if d.status == "pruned")
+    notes.append(
+        f"kept channel counts are multiples of {multiple} so ONNX Runtime's blocked (NCHWc) "
+        "kernels stay on their fast path; groups with too few channels to round are left "
+        "alone"
+    )
+    if options.measure:
+        notes.append(
+            "each group was timed alone (its layers cut out of the model, interleaved against "
+            f"the original); groups not at least {1 - NO_GAIN_RATIO:.0%} faster were left "
+            "alone and the others pruned more to keep the overall sparsity"
+        )
+    if removed < round(options.sparsity * total) * 0.9:
+        notes.append(
+            f"only {removed / total:.1%} of prunable channels could be removed (target "
+            f"{options.sparsity:.0%}): each group keeps at least a tenth of its channels"
+        )
+    return _Outcome(
+        model=result.model,
+        achieved=removed / total,
+        per_layer={d.name: d.kept / d.channels for d in decisions if d.status != "skipped"},
+        decisions=decisions,
+        speeds=speeds,
+        compensated=result.stats.get("consumers_refit", 0),
+        stats=stats,
+        scores=scores,
+        leave_alone=leave_alone,
+    )
+
+
+def _magnitude_pass(
+    options: PruneOptions, sparsity: float, stats: InputStats | None
+) -> PruneMagnitudePass:
+    return PruneMagnitudePass(
+        sparsity,
+        ops=options.ops,
+        exclude=options.exclude,
+        scope=options.scope,
+        criterion=options.criterion,
+        stats=stats,
+        refit=options.compensate and stats is not None,
+    )
+
+
+def _prune_channels(
+    model: ir.Model,
+    analysis: ChannelAnalysis,
+    plan: ChannelPlan,
+    stats: InputStats | None,
+    calib: Sequence[Feed],
+    options: PruneOptions,
+) -> tuple[ir.Model, StatsResult]:
+    """Applies `plan`, with sequential least-squares refits when compensating."""
+    if options.compensate and stats is not None and stats.grams:
+        return _refit_sequentially(model, analysis, plan, stats, calib)
+    return model, _run(PruneChannelsPass(plan), model)
+
+
+def _refit_sequentially(
+    model: ir.Model,
+    analysis: ChannelAnalysis,
+    plan: ChannelPlan,
+    stats: InputStats,
+    calib: Sequence[Feed],
+) -> tuple[ir.Model, StatsResult]:
+    """Prunes with least-squares refits, layer by layer from the input.
+
+    The first pass refits every consumer on the original model's activations. Then, level by
+    level (a consumer's level is the number of consumers upstream of it), the inputs each
+    consumer really receives in the pruned model are measured against the original ones and
+    the model is pruned again with refits that also undo the error of earlier layers.
+    """
+    levels = _consumer_levels(model, {c.node.name or "" for c in analysis.consumers})
+    current = _copy(model)
+    result = _run(PruneChannelsPass(plan, stats), current)
+    for names in levels[1:]:
+        pairs = collect_pair_stats(model, current, names, calib)
+        stats = dataclasses.replace(
+            stats,
+            cross={**stats.cross, **{k: v[0] for k, v in pairs.items()}},
+            pruned_grams={**stats.pruned_grams, **{k: v[1] for k, v in pairs.items()}},
+        )
+        current = _copy(model)
+        result = _run(PruneChannelsPass(plan, stats), current)
+    return current, result
+
+
+def _consumer_levels(model: ir.Model, consumers: set[str]) -> list[list[str]]:
+    """Consumers grouped by how many consumers lie upstream of them (inputs first)."""
+    depth: dict[ir.Value, int] = {}
+    levels: dict[int, list[str]] = {}
+    for node in model.graph:
+        upstream = max((depth.get(v, 0) for v in node.inputs if v is not None), default=0)
+        if node.name in consumers:
+            levels.setdefault(upstream, []).append(node.name or "")
+            upstream += 1
+        for out in node.outputs:
+            depth[out] = upstream
+    return [levels[k] for k in sorted(levels)]
+
+
+def _measure(
+    model: ir.Model,
+    analysis: ChannelAnalysis,
+    scores: dict[str, np.ndarray],
+    options: PruneOptions,
+    multiple: int,
+    sample: Feed,
+) -> dict[str, GroupSpeed]:
+    """Prunes each group alone at the target sparsity and times its region."""
+    trial, _ = plan_channels(analysis, scores, options.sparsity, multiple)
+    trials = {}
+    for group in analysis.groups:
+        kept = trial.keep.get(group.name)
+        if group.skipped or kept is None or len(kept) == group.units:
+            continue
+        single = dataclasses.replace(
+            trial,
+            keep={group.name: kept},
+        )
+        copy = _copy(model)
+        _run(PruneChannelsPass(single), copy)
+        trials[group.name] = (copy, group.producers, group.consumers)
+    if not trials:
+        return {}
+    return measure_group_speed(
+        model, trials, sample, seconds=options.seconds / 5, threads=options.threads
+    )
+
+
+def _sweep(
+    reference: ir.Model,
+    original: ir.Model,
+    options: PruneOptions,
+    calib: Sequence[Feed],
+    outcome: _Outcome,
+    sample: Feed,
+) -> list[SweepPoint]:
+    """Agreement and latency at each sweep sparsity, reusing the run's statistics and verdicts."""
+    check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
+    points = []
+    for sparsity in sorted({*SWEEP, options.sparsity}):
+        model = _copy(reference)
+        if options.structured:
+            analysis = analyze_channels(model, ops=options.ops, exclude=options.exclude)
+            assert outcome.scores is not None
+            plan, decisions = plan_channels(
+                analysis,
+                outcome.scores,
+                sparsity,
+                options.channel_multiple or simd_block()[0],
+                outcome.leave_alone,
+            )
+            model, _ = _prune_channels(model, analysis, plan, outcome.stats, calib, options)
+            eligible = sum(d.channels for d in decisions if d.status != "skipped")
+            achieved = sum(d.channels - d.kept for d in decisions if d.status == "pruned")
+            achieved_fraction = achieved / max(eligible, 1)
+        else:
+            result = _run(_magnitude_pass(options, sparsity, outcome.stats), model)
+            achieved_fraction = result.stats["sparsity"]
+        latency, _ = _latency(original, model, sample, options, share=0.25)
+        points.append(
+            SweepPoint(sparsity, achieved_fraction, _agreement(original, model, check), latency[0])
+        )
+    return points
+
+
+def _calib_feeds(model: ir.Model, calib: str | Path | None) -> list[Feed]:
+    if calib is None:
+        return []
+    data = DataDir(calib, input_specs(model), step="prune")
+    return list(itertools.islice(data, MAX_CALIB_FEEDS))
+
+
+def _check_exclude(model: ir.Model, exclude: Sequence[str]) -> None:
+    names = {n.name for n in model.graph}
+    unknown = [name for name in exclude if name not in names]
+    if unknown:
+        raise UsageError(
+            f"prune: --exclude names {name_list(unknown)}, which are not nodes of the model — "
+            "see `onnxsmith inspect` for node names"
+        )
+
+
+def _run(transform: ir.passes.PassBase, model: ir.Model) -> StatsResult:
+    """Runs one of the prune passes, which all report their stats."""
+    result = transform(model)
+    assert isinstance(result, StatsResult)
+    return result
+
+
+def _name_nodes(model: ir.Model) -> None:
+    """Names unnamed nodes `<op>_<index>`: plans, statistics and reports refer to nodes by name."""
+    taken = {n.name for n in model.graph if n.name}
+    for index, node in enumerate(model.graph):
+        if node.name:
+            continue
+        name = f"{node.op_type}_{index}"
+        while name in taken:
+            name += "_"
+        node.name = name
+        taken.add(name)
+
+
+def _copy(model: ir.Model) -> ir.Model:
+    copy = ir.from_proto(ir.to_proto(model))
+    copy.meta.update(model.meta)
+    return copy
+
+
+def _agreement(original: ir.Model, pruned: ir.Model, feeds: Sequence[Feed]) -> Agreement:
+    try:
+        before = create_session(original)
+        after = create_session(pruned)
+    except SessionError as e:
+        raise PassError(
+            f"prune: the pruned model does not load in ONNX Runtime ({e}) — nothing written; "
+            "rerun with --debug and report it"
+        ) from e
+    diff = norm = dot = norm_after = 0.0
+    agree = total = 0
+    classifier = True
+    for feed in feeds:
+        want = run(before, feed, "the original model")
+        got = run(after, feed, "the pruned model")
+        for a, b in zip(want, got, strict=True):
+            if a.shape != b.shape:
+                raise PassError(
+                    f"prune: an output changed shape from {a.shape} to {b.shape} — nothing "
+                    "written; rerun with --debug and report it"
+                )
+            a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+            diff += float(np.sum((a64 - b64) ** 2))
+            norm += float(np.sum(a64**2))
+            norm_after += float(np.sum(b64**2))
+            dot += float(a64 @ b64)
+            if a.ndim == 2 and a.shape[1] > 1:
+                agree += int(np.sum(a.argmax(axis=1) == b.argmax(axis=1)))
+                total += a.shape[0]
+            else:
+                classifier = False
+    return Agreement(
+        rel_error=float(np.sqrt(diff / max(norm, 1e-30))),
+        cosine=float(dot / max(np.sqrt(norm * norm_after), 1e-30)),
+        top1=agree / total if classifier and total else None,
+    )
+
+
+def _latency(
+    original: ir.Model, pruned: ir.Model, feed: Feed, options: PruneOptions, share: float = 1.0
+) -> tuple[tuple[float, float, float], tuple[float, float]]:
+    sessions = [
+        create_session(pruned, threads=options.threads),
+        create_session(original, threads=options.threads),
+    ]
+    times = time_interleaved(sessions, [feed], warmup=3, runs=None, seconds=options.seconds * share)
+    medians = (float(np.median(times[1])), float(np.median(times[0])))
+    return ratio_ci95(times[0], times[1]), medians
+
+
+def _sizes(model: ir.Model) -> dict[str, int]:
+    return compressed_sizes(ir.to_proto(model).SerializeToString())
