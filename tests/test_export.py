@@ -16,13 +16,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import onnxsmith  # noqa: E402
 import torch_models as zoo  # noqa: E402
-from onnxsmith.errors import ExportError, UsageError  # noqa: E402
 from onnxsmith.exporter.export import ExportWarning, export  # noqa: E402
 from onnxsmith.exporter.parity import other_sizes, resize  # noqa: E402
-from onnxsmith.io import load_model  # noqa: E402
 from onnxsmith.runtime.session import create_session  # noqa: E402
+
+import onnxsmith  # noqa: E402
+from onnxsmith.errors import ExportError, UsageError  # noqa: E402
+from onnxsmith.io import load_model  # noqa: E402
 
 pytestmark = pytest.mark.torch
 ZOO = Path(zoo.__file__)
@@ -219,8 +220,6 @@ def test_resized_inputs_crop_and_tile_along_named_axes():
 
 def test_lazy_top_level_export():
     assert onnxsmith.export is export
-
-
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
