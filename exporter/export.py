@@ -178,7 +178,7 @@ def export_model(
     flat = FlatModule(model, example_inputs)
     names = _input_names(flat, input_names)
     notes = _mode_warnings(model)
-    with _eval_mode(model):
+    with _eval_mode(flat):  # the wrapper too: the TorchScript exporter restores its mode
         try:
             with torch.no_grad():
                 raw = flat.call(flat.tensors)
@@ -327,8 +327,8 @@ def _output_axes(cases: Sequence[Case], output_names: Sequence[str]) -> dict[str
     example = cases[0].expected
     named: dict[tuple[int, int], str] = {}
     ambiguous: set[tuple[int, int]] = set()
-    for case in cases[1:]:
-        if case.expected is None:
+    for case in cases:
+        if case.expected is None or "=" not in case.label:
             continue
         name, size = case.label.split("=")
         for index, (want, base) in enumerate(zip(case.expected, example, strict=True)):
