@@ -25,17 +25,33 @@ import onnx
 import onnx_ir as ir
 import torch
 import transformers
-
 from onnxsmith.exporter.export import export
 from onnxsmith.exporter.targets import HF_AXES, load_target
-from onnxsmith.io import load_model
-from onnxsmith.pipeline import count_nodes
 from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 
+from onnxsmith.io import load_model
+from onnxsmith.pipeline import count_nodes
+
 OUT = Path(__file__).parent / "out" / "export"
 LENGTHS = (8, 32, 128, 256)
-WORDS = "the quick brown fox jumps over a lazy dog while onnx runtime measures every step".split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "onnx",
+    "runtime",
+    "measures",
+    "every",
+    "step",
+]
 
 
 def sentences(tokenizer, length: int, batch: int = 4) -> dict[str, torch.Tensor]:
