@@ -117,6 +117,10 @@ def build_mlp() -> nn.Module:
     return Mlp()
 
 
+def build_mlp_five_classes() -> nn.Module:
+    return Mlp(classes=5)
+
+
 def build_mlp_with_inputs():
     torch.manual_seed(0)
     return Mlp(), torch.randn(3, 16)

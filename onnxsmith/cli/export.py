@@ -121,8 +121,8 @@ def _parse_axis(spec: str) -> tuple[str, int, str]:
     return match.group(1), int(match.group(2)), match.group(3)
 
 
-def print_report(report: ExportReport) -> None:
-    """The exporter used (and why), interface, passes, parity table and warnings."""
+def print_report(report: ExportReport, *, passes: bool = True) -> None:
+    """The exporter used (and why), interface, passes (or a one-line total), parity, warnings."""
     if report.fallback_reason:
         console.print(
             f"[bold]exported[/bold] with the {report.exporter} exporter; the dynamo exporter "
@@ -132,8 +132,14 @@ def print_report(report: ExportReport) -> None:
         console.print(f"[bold]exported[/bold] with the {report.exporter} exporter")
     console.print(f"inputs: {escape(', '.join(report.inputs))}")
     console.print(f"outputs: {escape(', '.join(report.outputs))}")
-    if report.pipeline is not None:
+    if report.pipeline is not None and passes:
         console.print(pipeline_table(report.pipeline))
+    elif report.pipeline is not None and report.pipeline.passes:
+        first, last = report.pipeline.passes[0], report.pipeline.passes[-1]
+        console.print(
+            f"cleanup: {len(report.pipeline.passes)} passes, nodes {first.nodes_before} → "
+            f"{last.nodes_after}"
+        )
     if report.parity is not None:
         console.print(parity_table(report.parity))
     else:

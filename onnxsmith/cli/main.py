@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from onnxsmith import __version__
-from onnxsmith.cli import demo, export, inspect, optimize
+from onnxsmith.cli import demo, distill, export, inspect, optimize
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
@@ -20,6 +20,7 @@ VERBS: dict[str, ModuleType] = {
     "optimize": optimize,
     "demo": demo,
     "export": export,
+    "distill": distill,
 }
 
 
