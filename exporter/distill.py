@@ -489,7 +489,7 @@ def compare(
             None,
             sum(s[0] for s in sizes[:-1]),
             sum(s[1] for s in sizes[:-1]),
-            None if latencies is None else float(np.median(sum(latencies[:-1]))),
+            None if latencies is None else float(np.median(np.sum(latencies[:-1], 0))),
         )
     )
     student_accuracy = None
@@ -505,7 +505,7 @@ def compare(
             _median(latencies, -1),
         )
     )
-    ratio = None if latencies is None else ratio_ci95(latencies[-1], sum(latencies[:-1]))
+    ratio = None if latencies is None else ratio_ci95(latencies[-1], np.sum(latencies[:-1], 0))
     return tuple(rows), ratio
 
 

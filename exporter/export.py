@@ -305,7 +305,7 @@ def _torchscript(
     torch.onnx.export(
         flat,
         flat.tensors,
-        buffer,
+        buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects
         dynamo=False,
         input_names=names,
         output_names=flat.output_names,

@@ -228,7 +228,7 @@ def check_parity(
 def _bindings(model: ir.Model, feed: Mapping[str, np.ndarray]) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for value in model.graph.inputs:
-        if value.name in feed and value.shape is not None:
+        if value.name is not None and value.name in feed and value.shape is not None:
             for dim, size in zip(value.shape, feed[value.name].shape, strict=False):
                 if isinstance(dim, ir.SymbolicDim) and dim.value is not None:
                     sizes[dim.value] = size

@@ -92,9 +92,11 @@ def load_teachers(
                 f"{step}: teacher {path} takes {_describe(input_specs(model))}, {paths[0]} takes "
                 f"{_describe(inputs)} — ensemble members must take the same inputs"
             )
-        shapes = (out.shape, outputs[0].shape)
-        if None not in shapes and (
-            out.shape[1:] != outputs[0].shape[1:] or out.dtype != outputs[0].dtype
+        shape, first = out.shape, outputs[0].shape
+        if (
+            shape is not None
+            and first is not None
+            and (shape[1:] != first[1:] or out.dtype != outputs[0].dtype)
         ):
             raise DataError(
                 f"{step}: teacher {path} outputs {out.describe()}, {paths[0]} outputs "
@@ -157,7 +159,7 @@ def teacher_outputs(
         raise UsageError(f"{step}: --temperature must be > 0, got {temperature}")
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    source = DataDir(data, list(teachers.inputs), step=step)
+    source = DataDir(Path(data), list(teachers.inputs), step=step)
     key = _cache_key(teachers, source, kind, temperature)
     cached = _open_cache(work, key, teachers)
     if cached is not None:
@@ -214,7 +216,7 @@ def _compute(
         start += count
     assert targets is not None and predictions is not None  # the data dir is never empty
     for array in (*inputs.values(), targets, predictions):
-        array.flush()
+        array.flush()  # type: ignore[attr-defined]  # np.memmap
     return sizes
 
 
@@ -319,7 +321,10 @@ def _combine(
         parts = [softmax(o, temperature) for o in outputs]
     else:
         parts = [o.astype(np.float64) for o in outputs]
-    return sum(w * p for w, p in zip(weights, parts, strict=True)).astype(np.float32)
+    mean = np.zeros_like(parts[0])
+    for weight, part in zip(weights, parts, strict=True):
+        mean += weight * part
+    return mean.astype(np.float32)
 
 
 def _cache_key(teachers: Teachers, source: DataDir, kind: str, temperature: float) -> str:
