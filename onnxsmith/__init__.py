@@ -4,11 +4,20 @@ The core (IO, passes, runtime, quantize, merge, bench) needs no torch; `onnxsmit
 and distillation do.
 """
 
+import importlib
+from typing import Any
+
 from onnxsmith.errors import OnnxsmithError
 from onnxsmith.io import load_model, save_model
 from onnxsmith.pipeline import PipelineReport, apply
 
 __version__ = "0.1.0"
+
+# torch-side verbs, imported on first use so that `import onnxsmith` never imports torch.
+_TORCH_VERBS = {
+    "export": "onnxsmith.exporter.export",
+    "distill": "onnxsmith.exporter.distill",
+}
 
 __all__ = [
     "OnnxsmithError",
@@ -18,3 +27,12 @@ __all__ = [
     "load_model",
     "save_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_VERBS:
+        from onnxsmith.exporter import require_torch
+
+        require_torch(name)
+        return getattr(importlib.import_module(_TORCH_VERBS[name]), name)
+    raise AttributeError(f"module 'onnxsmith' has no attribute {name!r}")

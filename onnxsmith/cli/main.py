@@ -11,15 +11,17 @@ from types import ModuleType
 from typing import NoReturn
 
 from onnxsmith import __version__
-from onnxsmith.cli import bench, demo, inspect, merge, optimize, prune, run, serve_export
+from onnxsmith.cli import bench, demo, distill, export, inspect, merge, optimize, prune, run, serve_export
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
 VERBS: dict[str, ModuleType] = {
+    "export": export,
     "inspect": inspect,
     "optimize": optimize,
     "prune": prune,
     "merge": merge,
+    "distill": distill,
     "bench": bench,
     "serve-export": serve_export,
     "run": run,

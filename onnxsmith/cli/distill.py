@@ -1,0 +1,169 @@
+"""`onnxsmith distill`: ONNX teacher(s) → a small PyTorch student → ONNX, with a comparison.
+
+torch-side code is imported inside `run`, so the CLI works without torch installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from onnxsmith.cli.export import print_report
+from onnxsmith.cli.render import console, megabytes
+from onnxsmith.errors import UsageError
+
+if TYPE_CHECKING:
+    from onnxsmith.exporter.distill import DistillReport, EpochStats
+
+HELP = "distill one ONNX teacher or an ensemble into a small PyTorch student, exported to ONNX"
+EXAMPLE = (
+    "onnxsmith distill t1.onnx t2.onnx t3.onnx --student student.py:build --data train/ "
+    "--labels train_labels/ --eval val/ --eval-labels val_labels/ -o student.onnx"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("teachers", nargs="+", help="teacher .onnx files (an ensemble if several)")
+    parser.add_argument("--student", required=True, help="FILE.py:FACTORY or module:FACTORY")
+    parser.add_argument("--data", required=True, help="training data dir (.npz per feed)")
+    parser.add_argument("-o", "--output", required=True, help="the student .onnx to write")
+    parser.add_argument("--labels", help="dir with one .npz (key 'label') per data file")
+    parser.add_argument("--eval", dest="eval_data", help="eval data dir (early stopping)")
+    parser.add_argument("--eval-labels", help="labels for --eval (metric: accuracy)")
+    parser.add_argument("--temperature", type=float, default=4.0, help="softmax T (default 4)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=0.7,
+        help="weight of the distillation loss; 1-alpha goes to --labels CE (default 0.7)",
+    )
+    parser.add_argument("--epochs", type=int, default=20, help="at most N epochs (default 20)")
+    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+    parser.add_argument("--batch-size", type=int, default=64, help="default 64")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    parser.add_argument(
+        "--loss", choices=["kl", "mse", "cosine"], default="kl", help="kl for class logits"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of init, shuffling, dropout")
+    parser.add_argument("--weights", help="comma-separated teacher weights (default equal)")
+    parser.add_argument("--teacher-output", help="teacher output to learn (default: first)")
+    parser.add_argument("--work-dir", help="teacher-output cache and checkpoint (OUT.distill/)")
+    parser.add_argument(
+        "--latency-runs", type=int, default=100, help="interleaved timing rounds (0: skip)"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from onnxsmith.exporter import require_torch
+
+    require_torch("distill")
+    from onnxsmith.exporter.distill import DistillConfig, distill
+
+    weights = _weights(args.weights)
+    config = DistillConfig(
+        temperature=args.temperature,
+        alpha=args.alpha,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        loss=args.loss,
+        seed=args.seed,
+        patience=args.patience,
+    )
+    columns = (
+        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("train", total=None, epoch=0, epochs=args.epochs, loss=0.0)
+
+        def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
+            progress.update(task, total=steps, completed=step, epoch=epoch, loss=loss)
+
+        def on_epoch(stats: EpochStats) -> None:
+            progress.console.print(_epoch_line(stats, args.epochs))
+
+        report = distill(
+            args.teachers,
+            args.student,
+            args.data,
+            args.output,
+            labels=args.labels,
+            eval_data=args.eval_data,
+            eval_labels=args.eval_labels,
+            config=config,
+            weights=weights,
+            teacher_output=args.teacher_output,
+            work_dir=args.work_dir,
+            latency_runs=args.latency_runs,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+    print_summary(report)
+    console.print(f"wrote {escape(str(args.output))}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+    return 0
+
+
+def _weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError as e:
+        raise UsageError(f"distill: --weights {text!r} is not comma-separated numbers") from e
+
+
+def _epoch_line(stats: EpochStats, epochs: int) -> str:
+    metric = "" if stats.metric is None else f"  eval {stats.metric:.4f}"
+    best = "  [green]best[/green]" if stats.best else ""
+    return (
+        f"epoch {stats.epoch}/{epochs}  loss {stats.loss:.4f}{metric}{best}  "
+        f"({stats.seconds:.1f} s)"
+    )
+
+
+def print_summary(report: DistillReport) -> None:
+    """Training outcome, the export (exporter, parity), and teachers vs student."""
+    stop = "stopped early" if report.stopped_early else "ran every epoch"
+    reused = " (teacher outputs reused from the cache)" if report.teachers_reused else ""
+    console.print(
+        f"[bold]trained[/bold]: best epoch {report.best_epoch} by {report.metric}, {stop}{reused}"
+    )
+    print_report(report.export, passes=False)
+    table = Table(title=f"teachers vs student on {report.evaluated_on}", title_justify="left")
+    for column in ("model", "accuracy", "agreement", "params", "weights", "latency ms"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in report.rows:
+        table.add_row(
+            escape(row.name),
+            _percent(row.accuracy),
+            _percent(row.agreement),
+            f"{row.params:,}",
+            megabytes(row.bytes),
+            "-" if row.latency_ms is None else f"{row.latency_ms:.3f}",
+        )
+    console.print(table)
+    if report.latency_ratio is not None:
+        ratio, low, high = report.latency_ratio
+        console.print(
+            f"student / teachers latency: {ratio:.3f} (95% CI {low:.3f}–{high:.3f}), "
+            "batch of one, measured interleaved"
+        )
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"

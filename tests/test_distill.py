@@ -1,0 +1,139 @@
+"""`onnxsmith distill`: a student learns its teachers, deterministically; mismatches are errors.
+
+The task (tests/distill_data.py): 4 classes, linear teachers; chance is 25 %.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import torch_models as zoo  # noqa: E402
+from distill_data import make_task  # noqa: E402
+from onnxsmith.exporter.distill import (  # noqa: E402
+    DistillConfig,
+    _split,
+    distill,
+    train_student,
+)
+from onnxsmith.runtime.teacher_outputs import load_teachers  # noqa: E402
+
+from onnxsmith.io import load_model  # noqa: E402
+
+pytestmark = pytest.mark.torch
+STUDENT = f"{Path(zoo.__file__)}:build_mlp"
+FAST = ["--epochs", "6", "--lr", "0.01", "--batch-size", "32", "--latency-runs", "20"]
+
+
+def test_student_learns_the_ensemble_well_beyond_chance(cli, tmp_path):
+    teachers, dirs, _ = make_task(tmp_path)
+    out = tmp_path / "student.onnx"
+    code, stdout, err = cli(
+        "distill", *teachers, "--student", STUDENT, "--data", dirs["train"],
+        "--labels", dirs["train_labels"], "--eval", dirs["eval"],
+        "--eval-labels", dirs["eval_labels"], "-o", out, "--json", tmp_path / "r.json", *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "epoch 6/6" in stdout and "teachers vs student" in stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    rows = {r["name"].split(" ")[0]: r for r in report["models"]}
+    assert rows["student"]["accuracy"] > 0.6 and rows["student"]["agreement"] > 0.6
+    assert rows["ensemble"]["accuracy"] >= max(rows["t0.onnx"]["accuracy"], 0.7)
+    assert report["metric"] == "accuracy" and report["evaluated_on"] == "eval"
+    assert report["export"]["parity"]["passed"]
+    assert report["latency_ratio"] is not None
+    model = load_model(out)
+    assert [v.name for v in model.graph.inputs] == ["x"]
+    assert [v.name for v in model.graph.outputs] == ["logits"]
+    assert str(model.graph.inputs[0].shape[0]) == "batch"  # mirrored from the teachers
+    assert "distill" in model.metadata_props["onnxsmith.steps"]
+    assert (tmp_path / "student.distill" / "best.pt").exists()
+
+
+def student_weights(path: Path) -> dict[str, np.ndarray]:
+    model = load_model(path)
+    return {name: v.const_value.numpy() for name, v in model.graph.initializers.items()}
+
+
+def test_same_seed_same_student_other_seed_another(tmp_path):
+    teachers, dirs, _ = make_task(tmp_path, train=200)
+    config = DistillConfig(epochs=2, lr=0.01, batch_size=32, seed=7)
+    runs = []
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        out = tmp_path / f"{name}.onnx"
+        distill(
+            teachers, STUDENT, dirs["train"], out, latency_runs=0,
+            config=DistillConfig(**{**config.__dict__, "seed": seed}),
+            work_dir=tmp_path / "work",  # shared: runs 2 and 3 reuse the teacher outputs
+        )  # fmt: skip
+        runs.append(student_weights(out))
+    assert runs[0].keys() == runs[1].keys()
+    assert all(np.array_equal(runs[0][k], runs[1][k]) for k in runs[0])
+    assert not all(np.array_equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+def test_early_stopping_restores_the_best_epoch(tmp_path):
+    teachers, dirs, _ = make_task(tmp_path, train=200)
+    ensemble = load_teachers(teachers)
+    config = DistillConfig(epochs=10, lr=1e-9, patience=2)  # nothing improves after epoch 1
+    train = _split(ensemble, dirs["train"], None, tmp_path / "w", "probabilities", config, "t")
+    evaluation = _split(
+        ensemble, dirs["eval"], dirs["eval_labels"], tmp_path / "e", "probabilities", config, "e"
+    )
+    torch.manual_seed(0)
+    student = zoo.Mlp()
+    history, best, stopped = train_student(
+        student, train, evaluation, ["x"], config, checkpoint=tmp_path / "best.pt"
+    )
+    assert stopped and best == 1 and len(history) == 3
+    assert [e.best for e in history] == [True, False, False]
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in student.state_dict().items())
+    assert not student.training
+
+
+def test_cosine_loss_for_embedding_teachers(tmp_path):
+    teachers, dirs, _ = make_task(tmp_path, teachers=1, train=300)
+    report = distill(
+        teachers, STUDENT, dirs["train"], tmp_path / "emb.onnx", eval_data=dirs["eval"],
+        config=DistillConfig(loss="cosine", epochs=8, lr=0.01, batch_size=32), latency_runs=0,
+    )  # fmt: skip
+    assert report.metric == "cosine"
+    assert report.history[-1].loss < report.history[0].loss
+    student = report.rows[-1]
+    assert student.accuracy is None and student.agreement is not None
+    assert student.agreement > 0.9  # mean cosine similarity to the teacher's outputs
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "expected"),
+    [
+        (["--labels", "{wrong_labels}"], 1, "labels"),
+        (["--loss", "mse", "--labels", "{labels}"], 2, "--labels needs --loss kl"),
+        (["--eval-labels", "{labels}"], 2, "--eval-labels needs --eval"),
+        (["--weights", "1,x"], 2, "--weights"),
+        (["--alpha", "2"], 2, "--alpha"),
+        (["--student", f"{Path(zoo.__file__)}:build_mlp_five_classes"], 1, "returns shape"),
+        (["--student", f"{Path(zoo.__file__)}:build_histogram"], 2, "no trainable parameters"),
+    ],
+)
+def test_mismatches_are_one_line_errors(cli, tmp_path, extra, code, expected):
+    teachers, dirs, _ = make_task(tmp_path, teachers=1, train=100, evaluation=100)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    np.savez(wrong / "000.npz", label=np.zeros(99, np.int64))
+    values = {"wrong_labels": str(wrong), "labels": str(dirs["train_labels"])}
+    extra = [e.format(**values) for e in extra]
+    out = tmp_path / "s.onnx"
+    got, _, err = cli(
+        "distill", *teachers, "--student", STUDENT, "--data", dirs["train"], "-o", out,
+        "--epochs", "1", *extra,
+    )  # fmt: skip
+    assert got == code, err
+    assert err.count("\n") == 1 and expected in err and "Traceback" not in err
+    assert not out.exists()
