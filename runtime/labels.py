@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from onnxsmith.runtime.data import DataDir
 
 from onnxsmith.errors import DataError
-from onnxsmith.runtime.data import DataDir
 
 LABEL_KEY = "label"
 

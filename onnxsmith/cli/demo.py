@@ -1,38 +1,49 @@
-"""`onnxsmith demo`: an end-to-end run on a built-in model, offline."""
+"""`onnxsmith demo`: the whole pipeline on digits CNNs trained on the spot, offline."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
-from onnxsmith.cli.render import console, megabytes, pipeline_table, summary_table
-from onnxsmith.io import load_model, save_model
-from onnxsmith.optimize import optimize_file
-from onnxsmith.samples import tiny_cnn
-from onnxsmith.summary import summarize
+from rich.table import Table
 
-HELP = "run the pipeline end to end on a built-in model (no network needed)"
+from onnxsmith.cli.render import console
+from onnxsmith.demo import MODELS, run_demo
+
+HELP = "train digits CNNs, then export, optimize, prune, quantize, merge, distill, bench, serve"
 EXAMPLE = "onnxsmith demo --out demo-out"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out", default="demo-out", help="folder for every artifact (default: demo-out)"
-    )
+    parser.add_argument("--out", default="demo-out", help="folder for every artifact")
+    parser.add_argument("--quick", action="store_true", help="fewer epochs, shorter timings (CI)")
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    source = save_model(tiny_cnn(seed=0), out / "tiny_cnn.onnx")
-    console.print(f"[bold]1. built[/bold] {source}")
-    console.print(summary_table(summarize(load_model(source))))
-    optimized = out / "tiny_cnn.opt.onnx"
-    report = optimize_file(source, optimized)
-    console.print(f"[bold]2. optimized[/bold] → {optimized}")
-    console.print(pipeline_table(report.pipeline))
-    (n0, n1), (b0, b1) = report.nodes, report.weight_bytes
-    console.print(f"nodes {n0} → {n1}, weights {megabytes(b0)} → {megabytes(b1)}")
-    console.print(f"parity: {report.parity_note}")
-    console.print(summary_table(summarize(load_model(optimized))))
+    start = time.perf_counter()
+
+    def say(message: str) -> None:
+        console.print(f"[bold cyan]demo[/] {message}")
+
+    results = run_demo(out, quick=args.quick, say=say)
+    table = Table(title="onnxsmith demo — all measured in this run", title_justify="left")
+    for column in ("model", "top-1 (held-out)", "p50 latency vs fp32", "95 % CI", "size MB"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for (label, _), entry in zip(MODELS, results["models"], strict=True):
+        top1 = entry["metric"].get("labels", {}).get("top1")
+        low, high = entry["ci95_ratio"]
+        table.add_row(
+            label,
+            "-" if top1 is None else f"{top1:.1%}",
+            f"{entry['ratio_p50_vs_first']:.2f}x",
+            f"[{low:.2f}, {high:.2f}]",
+            f"{entry['file_mb']:.3f}",
+        )
+    console.print(table)
+    console.print(f"report: {out / 'report' / 'report.html'}  (also report.md, report.json)")
+    console.print(
+        f"Triton repository: {out / 'triton'}  ·  took {time.perf_counter() - start:.0f} s"
+    )
     return 0

@@ -11,7 +11,18 @@ from types import ModuleType
 from typing import NoReturn
 
 from onnxsmith import __version__
-from onnxsmith.cli import bench, demo, distill, export, inspect, merge, optimize, prune, run, serve_export
+from onnxsmith.cli import (
+    bench,
+    demo,
+    distill,
+    export,
+    inspect,
+    merge,
+    optimize,
+    prune,
+    run,
+    serve_export,
+)
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
@@ -62,6 +73,14 @@ def verb_parsers() -> dict[str, argparse.ArgumentParser]:
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return dict(subparsers.choices)
+
+
+def run_verb(argv: Sequence[str]) -> None:
+    """Runs `onnxsmith ARGV...` in this process (recipes and the demo chain verbs this way)."""
+    args = verb_parsers()[argv[0]].parse_args(list(argv[1:]))
+    code = VERBS[argv[0]].run(args)
+    if code:
+        raise OnnxsmithError(f"onnxsmith {argv[0]} exited with code {code}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

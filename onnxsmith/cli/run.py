@@ -8,7 +8,6 @@ from pathlib import Path
 from rich.table import Table
 
 from onnxsmith.cli.render import console
-from onnxsmith.errors import OnnxsmithError
 from onnxsmith.recipe.runner import RUN_FILE, Planner, run_recipe
 from onnxsmith.recipe.spec import load_recipe, parse_recipe
 
@@ -31,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onnxsmith.cli.main import VERBS, verb_parsers
+    from onnxsmith.cli.main import run_verb, verb_parsers
 
     recipe = parse_recipe(load_recipe(args.recipe, args.set), Path(args.recipe))
     calls = Planner(recipe, verb_parsers()).plan()
@@ -40,13 +39,7 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"{call.label}: onnxsmith {' '.join(call.argv)}")
         return 0
 
-    def execute(argv: list[str]) -> None:
-        parsed = verb_parsers()[argv[0]].parse_args(argv[1:])
-        code = VERBS[argv[0]].run(parsed)
-        if code:
-            raise OnnxsmithError(f"onnxsmith {argv[0]} exited with code {code}")
-
-    records = run_recipe(recipe, calls, execute)
+    records = run_recipe(recipe, calls, run_verb)
     table = Table(title=f"recipe {recipe.name}", title_justify="left")
     for column in ("step", "status", "seconds", "output"):
         table.add_column(column)

@@ -1,0 +1,182 @@
+"""The end-to-end demo: digits CNNs trained here, then every verb, every number measured now.
+
+Steps: train 3 CNN teachers on scikit-learn digits (torch) → export (parity-checked) →
+optimize → prune (structured, compensated) → quantize → merge the 3 into one graph → distill the
+ensemble into a 8x smaller student → quantize it → bench everything against the fp32 model
+(interleaved, with accuracy on held-out digits) → HTML report → Triton repository.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from onnxsmith.cli.main import run_verb
+from onnxsmith.digits import load_digits_split, write_feeds, write_labels
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """How much work the demo does; `quick` is what CI runs."""
+
+    epochs: int
+    distill_epochs: int
+    bench_seconds: float
+    memory: bool
+
+    @classmethod
+    def choose(cls, quick: bool) -> DemoSettings:
+        if quick:
+            return cls(epochs=3, distill_epochs=4, bench_seconds=1.0, memory=False)
+        return cls(epochs=8, distill_epochs=15, bench_seconds=4.0, memory=True)
+
+
+MODELS = (  # (label in the final table, file)
+    ("fp32 teacher (export)", "teacher0.onnx"),
+    ("optimized", "teacher0.opt.onnx"),
+    ("pruned 30 % structured", "teacher0.pruned.onnx"),
+    ("pruned + int8", "teacher0.pruned.int8.onnx"),
+    ("3-teacher ensemble, merged", "ensemble.onnx"),
+    ("distilled student", "student.onnx"),
+    ("student int8", "student.int8.onnx"),
+)
+
+
+def prepare(out: Path, settings: DemoSettings, say: Callable[[str], None]) -> dict[str, Path]:
+    """Data dirs and three trained, exported teachers."""
+    from onnxsmith.exporter.digits import teacher, train_classifier
+    from onnxsmith.exporter.export import export
+
+    split = load_digits_split(seed=0)
+    data = {
+        "train": write_feeds(out / "data" / "train", split.train_x, batch=16),
+        "train_labels": write_labels(out / "data" / "train_labels", split.train_y, batch=16),
+        "calib": write_feeds(out / "data" / "calib", split.calib_x),
+        "eval": write_feeds(out / "data" / "eval", split.eval_x),
+        "labels": write_labels(out / "data" / "eval_labels", split.eval_y),
+    }
+    say(
+        f"digits: {len(split.train_x)} train, {len(split.calib_x)} calibration, "
+        f"{len(split.eval_x)} held-out images (16x16)"
+    )
+    import torch
+
+    example = torch.from_numpy(split.calib_x[:1])
+    for seed in range(3):
+        model = train_classifier(
+            teacher(), split.train_x, split.train_y, epochs=settings.epochs, seed=seed
+        )
+        export(
+            model,
+            example,
+            out / f"teacher{seed}.onnx",
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_batch=True,
+        )
+        say(f"trained and exported teacher{seed}.onnx")
+    return data
+
+
+def run_demo(out: Path, *, quick: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    """Runs the whole demo into `out`; returns the bench results (report.json's content)."""
+    settings = DemoSettings.choose(quick)
+    out.mkdir(parents=True, exist_ok=True)
+    data = prepare(out, settings, say)
+    o = str(out)
+    steps = [
+        ["optimize", f"{o}/teacher0.onnx", "-o", f"{o}/teacher0.opt.onnx"],
+        [
+            "prune",
+            f"{o}/teacher0.opt.onnx",
+            "-o",
+            f"{o}/teacher0.pruned.onnx",
+            "--structured",
+            "--sparsity",
+            "0.3",
+            "--calib",
+            str(data["calib"]),
+        ],
+        [
+            "quantize",
+            f"{o}/teacher0.pruned.onnx",
+            "-o",
+            f"{o}/teacher0.pruned.int8.onnx",
+            "--calib",
+            str(data["calib"]),
+        ],
+        [
+            "merge",
+            *(f"{o}/teacher{i}.onnx" for i in range(3)),
+            "-o",
+            f"{o}/ensemble.onnx",
+            "--mode",
+            "mean",
+            "--softmax",
+        ],
+        [
+            "distill",
+            f"{o}/ensemble.onnx",
+            "--student",
+            "onnxsmith.exporter.digits:student",
+            "--data",
+            str(data["train"]),
+            "--labels",
+            str(data["train_labels"]),
+            "--eval",
+            str(data["eval"]),
+            "--eval-labels",
+            str(data["labels"]),
+            "--epochs",
+            str(settings.distill_epochs),
+            "--lr",
+            "3e-3",
+            "-o",
+            f"{o}/student.onnx",
+        ],
+        [
+            "quantize",
+            f"{o}/student.onnx",
+            "-o",
+            f"{o}/student.int8.onnx",
+            "--calib",
+            str(data["calib"]),
+        ],
+    ]
+    for argv in steps:
+        say(f"onnxsmith {argv[0]} → {Path(argv[argv.index('-o') + 1]).name}")
+        run_verb(argv)
+    bench = [
+        "bench",
+        *(f"{o}/{name}" for _, name in MODELS),
+        "--data",
+        str(data["calib"]),
+        "--eval",
+        str(data["eval"]),
+        "--labels",
+        str(data["labels"]),
+        "--seconds",
+        str(settings.bench_seconds),
+        "--report",
+        f"{o}/report",
+    ]
+    if not settings.memory:
+        bench.append("--no-memory")
+    say("onnxsmith bench: every model against the fp32 teacher, interleaved")
+    run_verb(bench)
+    run_verb(
+        [
+            "serve-export",
+            f"{o}/student.int8.onnx",
+            "--format",
+            "triton",
+            "-o",
+            f"{o}/triton",
+            "--name",
+            "digits_student",
+        ]
+    )
+    return json.loads((out / "report" / "report.json").read_text())
