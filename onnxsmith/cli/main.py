@@ -11,13 +11,14 @@ from types import ModuleType
 from typing import NoReturn
 
 from onnxsmith import __version__
-from onnxsmith.cli import demo, inspect, optimize
+from onnxsmith.cli import demo, inspect, optimize, quantize
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
 VERBS: dict[str, ModuleType] = {
     "inspect": inspect,
     "optimize": optimize,
+    "quantize": quantize,
     "demo": demo,
 }
 
