@@ -29,6 +29,7 @@ from onnxsmith.provenance import record_step
 from onnxsmith.quantize_report import LayerRow, QuantizeReport
 from onnxsmith.quantize_search import Search, SearchSettings
 from onnxsmith.runtime.calibrate import METHODS
+from onnxsmith.runtime.cpu import int8_saturates
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.kernels import runtime_kernels
 from onnxsmith.runtime.latency import measure_latency
@@ -120,6 +121,7 @@ def quantize(
         smoothquant=smoothquant,
         latency_aware=latency_aware,
         quant_format=quant_format,
+        reduce_range=int8_saturates(),
         threads=threads,
     )
     search = Search(prepared, candidates, calib_source, evalset, settings, reporter, calib_count)
@@ -170,6 +172,7 @@ def quantize(
         "exclude": list(exclude),
         "latency_aware": latency_aware,
         "format": quant_format,
+        "static_weight_bits": result.weight_bits,
     }
     report = QuantizeReport(
         source=str(source),

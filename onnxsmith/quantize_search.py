@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -52,6 +53,7 @@ from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 FASTER = 0.97  # a mode must beat fp32 by 3 % (median of interleaved rounds) to be kept
 ALPHAS = (0.5, 0.65, 0.8, 0.9)
 _SENSITIVITY_FEEDS = 4
+_MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
 
 FeedSource = Callable[[], Iterator[Feed]]
 
@@ -66,6 +68,7 @@ class SearchSettings:
     smoothquant: float | str = "auto"  # "auto" (when needed), "search", "off", or an alpha
     latency_aware: bool = True
     quant_format: str = "qdq"
+    reduce_range: bool = False  # 7-bit static weights (x86 without VNNI, see runtime.cpu)
     threads: int | None = None
     probe_seconds: float = 6.0
 
@@ -111,6 +114,7 @@ class SearchResult:
     trials: tuple[Trial, ...]
     reasons: Mapping[str, str]  # why each candidate left in fp32 is there
     met: bool
+    weight_bits: int  # of static nodes: 7 where 8 would saturate ORT's int8 kernels
 
 
 def clone(model: ir.Model) -> ir.Model:
@@ -143,6 +147,7 @@ class Search:
         self.trials: list[Trial] = []
         self.reasons: dict[str, str] = {}
         self.best: tuple[Score, QuantPlan, ir.Model, ir.Model] | None = None
+        self.reduce_range = settings.reduce_range
 
     # -- building and scoring -------------------------------------------------------------
 
@@ -158,6 +163,7 @@ class Search:
                     static,
                     per_channel=self.settings.per_channel,
                     quant_format=self.settings.quant_format,
+                    reduce_range=self.reduce_range,
                 ),
                 common.TopologicalSortPass(),
             ]
@@ -234,9 +240,11 @@ class Search:
             f"latency probe: timing fp32 against {len(configs)} int8 configurations, interleaved"
         )
         feeds = self.evalset.feeds[:4]
-        times = time_interleaved(
-            sessions, feeds, warmup=2, runs=None, seconds=self.settings.probe_seconds
-        )
+        started = time.perf_counter()
+        time_interleaved(sessions, feeds, warmup=1, runs=2)
+        per_round = (time.perf_counter() - started) / 4  # one warmup round + two timed, roughly
+        runs = int(min(max(self.settings.probe_seconds / per_round, _MIN_ROUNDS), _MAX_ROUNDS))
+        times = time_interleaved(sessions, feeds, warmup=0, runs=runs)
         ratios: dict[str, dict[str, tuple[float, float, float]]] = {g: {} for g in groups}
         samples = dict(zip(configs, times[1:], strict=True))
         for (group, mode), measured in samples.items():
@@ -316,6 +324,7 @@ class Search:
             trials=tuple(self.trials),
             reasons=types.MappingProxyType(dict(self.reasons)),
             met=met,
+            weight_bits=7 if self.reduce_range else 8,
         )
 
     def choose_method(
@@ -326,11 +335,22 @@ class Search:
             score, model = self.evaluate(plan, base, None, "int8 plan")
             return None, score, model
         best: tuple[str, Score, ir.Model] | None = None
+        bits = 7 if self.reduce_range else 8
         for method, table in tables.items():
-            score, model = self.evaluate(plan, base, table, f"int8 plan, {method} ranges")
+            label = f"int8 plan, {method} ranges, {bits}-bit weights"
+            score, model = self.evaluate(plan, base, table, label)
             if best is None or score.loss < best[1].loss:
                 best = (method, score, model)
         assert best is not None
+        if self.reduce_range and best[1].loss > 0:
+            # 7 bits avoid saturation but halve weight resolution: measure which one wins here.
+            self.reduce_range = False
+            method = best[0]
+            label = f"int8 plan, {method} ranges, 8-bit weights"
+            score, model = self.evaluate(plan, base, tables[method], label)
+            if score.loss < best[1].loss:
+                return method, score, model
+            self.reduce_range = True
         return best
 
     def smooth(
