@@ -63,6 +63,7 @@ def quantize(
     quant_format: str = "qdq",
     report_dir: str | Path | None = None,
     threads: int | None = None,
+    timing_seconds: float = 6.0,
     progress: bool = False,
 ) -> QuantizeReport:
     """Quantizes `source` to int8 and writes `output` (and `report_dir`) only if all went well.
@@ -85,6 +86,7 @@ def quantize(
         quant_format: "qdq" (default) or "qoperator" for static nodes.
         report_dir: also write report.json and report.md there.
         threads: ORT intra-op threads for every measurement (default: ORT's choice).
+        timing_seconds: time spent on each latency comparison (the probe, the final check).
         progress: print phases and progress bars on stderr.
 
     Raises:
@@ -94,7 +96,9 @@ def quantize(
     """
     started = time.perf_counter()
     max_loss = DEFAULT_MAX_LOSS if max_loss is None else max_loss
-    smoothquant = _check_options(metric, max_loss, method, smoothquant, quant_format, report_dir)
+    smoothquant = _check_options(
+        metric, max_loss, method, smoothquant, quant_format, report_dir, timing_seconds
+    )
     reporter = Reporter(progress)
     reporter.phase(f"loading {source}")
     original = load_model(source)
@@ -123,6 +127,7 @@ def quantize(
         quant_format=quant_format,
         reduce_range=int8_saturates(),
         threads=threads,
+        probe_seconds=timing_seconds,
     )
     search = Search(prepared, candidates, calib_source, evalset, settings, reporter, calib_count)
     result = search.run()
@@ -143,7 +148,9 @@ def quantize(
     reporter.phase("checking latency against fp32 (interleaved) and ORT's kernels")
     kernels, session = runtime_kernels(model, threads=threads)
     fp32_sessions = (evalset.session, create_session(prepared, threads=threads))
-    latency = measure_latency(*fp32_sessions, session, eval_feeds[:_TIMING_FEEDS])
+    latency = measure_latency(
+        *fp32_sessions, session, eval_feeds[:_TIMING_FEEDS], seconds=timing_seconds
+    )
     if result.plan.nodes("static") and kernels.integer_kernels == 0:
         warnings.append(
             "onnxruntime fused none of the Q/DQ nodes into integer kernels: static nodes run as "
@@ -205,11 +212,14 @@ def _check_options(
     smoothquant: float | str,
     quant_format: str,
     report_dir: str | Path | None,
+    timing_seconds: float,
 ) -> float | str:
     if metric not in METRICS:
         raise UsageError(
             f"quantize: unknown --metric {metric!r} — choose from {name_list(METRICS)}"
         )
+    if not math.isfinite(timing_seconds) or timing_seconds <= 0:
+        raise UsageError(f"quantize: --timing-seconds {timing_seconds} must be > 0")
     if not math.isfinite(max_loss) or max_loss < 0:
         raise UsageError(f"quantize: --max-loss {max_loss} must be a number >= 0, e.g. 0.01")
     if method not in (*METHODS, "auto"):

@@ -165,10 +165,15 @@ class Search:
                     quant_format=self.settings.quant_format,
                     reduce_range=self.reduce_range,
                 ),
-                common.TopologicalSortPass(),
             ]
         if dynamic:
-            passes.append(QuantizeDynamicPass(dynamic, per_channel=self.settings.per_channel))
+            passes.append(
+                QuantizeDynamicPass(
+                    dynamic,
+                    per_channel=self.settings.per_channel,
+                    weight_bits=7 if self.reduce_range else 8,
+                )
+            )
         passes.append(common.RemoveUnusedNodesPass())
         model, _ = apply(passes, clone(base))
         return model
@@ -330,24 +335,27 @@ class Search:
     def choose_method(
         self, plan: QuantPlan, base: ir.Model, tables: Mapping[str, CalibrationTable]
     ) -> tuple[str | None, Score, ir.Model]:
-        """Scores the plan with each method's ranges; the lowest loss wins."""
-        if not plan.nodes(STATIC) or not tables:
-            score, model = self.evaluate(plan, base, None, "int8 plan")
-            return None, score, model
-        best: tuple[str, Score, ir.Model] | None = None
+        """Scores the plan with each method's ranges (lowest loss wins), then 8-bit weights
+        against 7-bit ones where 7 was the default (7 avoid saturation, 8 have finer steps)."""
         bits = 7 if self.reduce_range else 8
-        for method, table in tables.items():
-            label = f"int8 plan, {method} ranges, {bits}-bit weights"
-            score, model = self.evaluate(plan, base, table, label)
+        methods: Mapping[str | None, CalibrationTable | None] = (
+            dict(tables) if plan.nodes(STATIC) and tables else {None: None}
+        )
+        best: tuple[str | None, Score, ir.Model] | None = None
+        for method, table in methods.items():
+            ranges = f", {method} ranges" if method else ""
+            score, model = self.evaluate(
+                plan, base, table, f"int8 plan{ranges}, {bits}-bit weights"
+            )
             if best is None or score.loss < best[1].loss:
                 best = (method, score, model)
         assert best is not None
         if self.reduce_range and best[1].loss > 0:
-            # 7 bits avoid saturation but halve weight resolution: measure which one wins here.
             self.reduce_range = False
             method = best[0]
-            label = f"int8 plan, {method} ranges, 8-bit weights"
-            score, model = self.evaluate(plan, base, tables[method], label)
+            ranges = f", {method} ranges" if method else ""
+            table = methods[method]
+            score, model = self.evaluate(plan, base, table, f"int8 plan{ranges}, 8-bit weights")
             if score.loss < best[1].loss:
                 return method, score, model
             self.reduce_range = True

@@ -84,6 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report", metavar="DIR", help="write report.json and report.md there")
     parser.add_argument("--threads", type=int, help="ORT intra-op threads for measurements")
+    parser.add_argument(
+        "--timing-seconds",
+        type=float,
+        default=6.0,
+        metavar="S",
+        help="time spent on each latency comparison (default 6)",
+    )
 
 
 def _names(text: str | None, option: str) -> list[str]:
@@ -115,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         quant_format=args.format,
         report_dir=args.report,
         threads=args.threads,
+        timing_seconds=args.timing_seconds,
         progress=True,
     )
     _print(report)

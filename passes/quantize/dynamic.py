@@ -25,12 +25,21 @@ from onnxsmith.pipeline import StatsResult
 
 
 class QuantizeDynamicPass(ir.passes.InPlacePass):
-    """Rewrites the named MatMul/Gemm nodes to dynamic int8 (per-channel weights by default)."""
+    """Rewrites the named MatMul/Gemm nodes to dynamic int8 (per-channel weights by default).
 
-    def __init__(self, nodes: Sequence[str], *, per_channel: bool = True) -> None:
+    `weight_bits=7` avoids the int16 saturation of ORT's u8·s8 kernels on x86 without VNNI
+    (measured on a 3-layer MLP here: cosine 0.977 with 8-bit weights, 0.9998 with 7).
+    """
+
+    def __init__(
+        self, nodes: Sequence[str], *, per_channel: bool = True, weight_bits: int = 8
+    ) -> None:
         super().__init__()
+        if weight_bits not in (7, 8):
+            raise PassError(f"dynamic int8: weight_bits must be 7 or 8, got {weight_bits}")
         self.nodes = list(nodes)
         self.per_channel = per_channel
+        self.weight_bits = weight_bits
 
     def call(self, model: ir.Model) -> StatsResult:
         graph = model.graph
@@ -81,7 +90,7 @@ class QuantizeDynamicPass(ir.passes.InPlacePass):
         w = weight.const_value.numpy().astype(np.float32)
         if transposed:
             w = w.T
-        q, scale = quantize_weight(w, axis=1 if self.per_channel else None)
+        q, scale = quantize_weight(w, 1 if self.per_channel else None, self.weight_bits)
         zero_point = np.zeros(scale.shape, np.int8)
         return (
             names.initializer(graph, f"{weight.name}_quantized", q),

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes import common
 from onnxruntime.quantization import QuantFormat, QuantizationMode, QuantType
 from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
@@ -139,6 +140,7 @@ class InsertQdqPass(ir.passes.FunctionalPass):
                 "names with --exclude or quantize it dynamically"
             ) from e
         quantized = ir.from_proto(result)
+        common.TopologicalSortPass()(quantized)  # ORT appends Q/DQ nodes at the end
         quantized.meta.update(model.meta)
         stats = {"static_int8": len(self.nodes), "companions": len(companions)}
         return StatsResult(quantized, modified=True, stats=stats)
