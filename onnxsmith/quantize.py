@@ -27,7 +27,7 @@ from onnxsmith.pipeline import apply, count_nodes
 from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
 from onnxsmith.quantize_report import LayerRow, QuantizeReport
-from onnxsmith.quantize_search import Search, SearchSettings
+from onnxsmith.quantize_search import Search, SearchSettings, observable_output
 from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import int8_saturates
 from onnxsmith.runtime.data import DataDir, Feed
@@ -311,7 +311,7 @@ def _validate(model: ir.Model) -> None:
 def _layers(result: Any, candidates: Sequence[Any], feeds: list[Feed]) -> list[LayerRow]:
     """SQNR at the output of every candidate node, int8 model against its float base."""
     by_name = {node.name: node for node in result.base.graph}
-    outputs = {c.node: by_name[c.node].outputs[0].name for c in candidates if c.node in by_name}
+    outputs = {c.node: observable_output(by_name[c.node]) for c in candidates if c.node in by_name}
     errors = layer_errors(result.base, result.model, feeds[:_SQNR_FEEDS], list(outputs.values()))
     rows = []
     for candidate in candidates:

@@ -98,7 +98,8 @@ class QuantizeReport:
 
     def provenance(self) -> dict[str, Any]:
         """The short record stored in the model: method, fp32 nodes and why, metric, speedup."""
-        kept = {row.node: row.reason for row in self.layers if row.mode == "fp32"}
+        kept = {name: "excluded (--exclude)" for name in self.options.get("exclude") or ()}
+        kept |= {row.node: row.reason for row in self.layers if row.mode == "fp32"}
         listed = dict(list(kept.items())[:_PROVENANCE_NODES])
         return {
             "method": self.result.method,

@@ -309,7 +309,9 @@ class Search:
 
         if score.loss > self.settings.max_loss:
             plan, score, model = self.fall_back(plan, ladders, base, table, score)
-        met = score.loss <= self.settings.max_loss
+        # An all-fp32 plan meets any target but is no int8 model: then the best int8 one found
+        # is returned with met=False, and the caller warns by how much it misses.
+        met = score.loss <= self.settings.max_loss and bool(plan.modes)
         if not met and self.best is not None:
             score, plan, model, base = self.best
         for name in self.candidates:
@@ -338,9 +340,9 @@ class Search:
         """Scores the plan with each method's ranges (lowest loss wins), then 8-bit weights
         against 7-bit ones where 7 was the default (7 avoid saturation, 8 have finer steps)."""
         bits = 7 if self.reduce_range else 8
-        methods: Mapping[str | None, CalibrationTable | None] = (
-            dict(tables) if plan.nodes(STATIC) and tables else {None: None}
-        )
+        methods: dict[str | None, CalibrationTable | None] = {None: None}
+        if plan.nodes(STATIC) and tables:
+            methods = {method: table for method, table in tables.items()}
         best: tuple[str | None, Score, ir.Model] | None = None
         for method, table in methods.items():
             ranges = f", {method} ranges" if method else ""
@@ -477,7 +479,7 @@ class Search:
         pairs = {}
         for name in plan.modes:
             node = by_name[name]
-            pairs[name] = (activation_name(node), _observable_output(node))
+            pairs[name] = (activation_name(node), observable_output(node))
         tensors = [t for pair in pairs.values() for t in pair if t]
         feeds = self.evalset.feeds[:_SENSITIVITY_FEEDS]
         errors = layer_errors(base, model, feeds, tensors)
@@ -513,7 +515,7 @@ def _next_rung(ladder: tuple[str, ...], mode: str) -> str:
     return rungs[min(index + 1, len(rungs) - 1)]
 
 
-def _observable_output(node: ir.Node) -> str:
+def observable_output(node: ir.Node) -> str:
     """The node's output, or that of a Relu/Clip right after it (QDQ folds those into it)."""
     out = node.outputs[0]
     uses = list(out.uses())
