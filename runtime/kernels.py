@@ -14,29 +14,12 @@ import onnx_ir as ir
 import onnxruntime as ort
 from onnxsmith.runtime.session import create_session
 
-# Integer kernels ORT picks for quantized patterns (QDQ fusion, dynamic MatMul fusion).
-INTEGER_OPS = frozenset(
-    {
-        "QLinearConv",
-        "QLinearMatMul",
-        "QLinearAdd",
-        "QLinearMul",
-        "QLinearSigmoid",
-        "QLinearLeakyRelu",
-        "QLinearAveragePool",
-        "QLinearGlobalAveragePool",
-        "QLinearConcat",
-        "QLinearSoftmax",
-        "QLinearConvTranspose",
-        "QGemm",
-        "QAttention",
-        "ConvInteger",
-        "MatMulInteger",
-        "DynamicQuantizeMatMul",
-        "MatMulIntegerToFloat",
-        "NhwcQLinearConv",
-    }
-)
+from onnxsmith.summary import QUANTIZED_OPS
+
+# Integer kernels ORT picks for quantized patterns (QDQ fusion, dynamic MatMul fusion): the ops
+# `inspect` counts as quantized, less the conversions, plus two that only ORT's optimizer emits.
+_CONVERSIONS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+INTEGER_OPS = (QUANTIZED_OPS - _CONVERSIONS) | {"QLinearConvTranspose", "NhwcQLinearConv"}
 FLOAT_COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "FusedConv", "FusedGemm"})
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 

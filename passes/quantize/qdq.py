@@ -26,6 +26,9 @@ from onnxsmith.errors import PassError, name_list
 from onnxsmith.pipeline import StatsResult
 
 FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+# Activations uint8 asymmetric (zero point free), weights int8 symmetric (zero point 0): the
+# u8s8 combination ORT's x86 kernels are built for.
+_OPTIONS = {"WeightSymmetric": True, "ActivationSymmetric": False}
 
 
 def qdq_tensors(model: ir.Model, nodes: Sequence[str]) -> list[str]:
@@ -103,34 +106,14 @@ class InsertQdqPass(ir.passes.FunctionalPass):
         chosen = [*self.nodes, *companions]
         op_types = sorted({present[n].op_type for n in chosen})
         proto = ir.to_proto(model)
-        if self.quant_format == "qdq":
-            quantizer = QDQQuantizer(
-                proto,
-                self.per_channel,
-                self.reduce_range,
-                QuantType.QInt8,
-                QuantType.QUInt8,
-                ranges,
-                chosen,
-                [],
-                op_types,
-                {"WeightSymmetric": True, "ActivationSymmetric": False},
-            )
-        else:
-            quantizer = ONNXQuantizer(
-                proto,
-                self.per_channel,
-                self.reduce_range,
-                QuantizationMode.QLinearOps,
-                True,  # static
-                QuantType.QInt8,
-                QuantType.QUInt8,
-                ranges,
-                chosen,
-                [],
-                op_types,
-                {"WeightSymmetric": True, "ActivationSymmetric": False},
-            )
+        # Both quantizers take the same arguments, QOperator's with its mode and static flag.
+        common_args = (self.per_channel, self.reduce_range)
+        rest = (QuantType.QInt8, QuantType.QUInt8, ranges, chosen, [], op_types, _OPTIONS)
+        quantizer = (
+            QDQQuantizer(proto, *common_args, *rest)
+            if self.quant_format == "qdq"
+            else ONNXQuantizer(proto, *common_args, QuantizationMode.QLinearOps, True, *rest)
+        )
         try:
             result = quantizer.quantize_model()
         except Exception as e:  # ORT's quantizer raises bare ValueError/RuntimeError/KeyError

@@ -5,7 +5,9 @@ s_k = max|X_k|^α / max_i max_n |W_i[k, n]|^(1-α); then X' = X / s and W_i' = d
 X' · W_i' = X · W_i exactly in real arithmetic while X' has no outlier channels left for int8 to
 clip or smear. The division is folded into a producing LayerNormalization's scale and bias when
 X feeds nothing else; otherwise a Mul by 1/s is inserted (one cheap elementwise op).
-(Xiao et al., 2023. Neither ORT's quantizer nor NNCF's ONNX backend does this on ONNX graphs.)
+(Xiao et al., 2023. ORT's `SmoothQuant` option needs Intel Neural Compressor and works only for
+`quantize_static`; NNCF applies it for `model_type=TRANSFORMER`. Here it serves dynamic int8 too,
+and alpha is chosen by the metric.)
 """
 
 from __future__ import annotations
