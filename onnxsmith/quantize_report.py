@@ -11,6 +11,7 @@ from typing import Any
 
 from onnxsmith.errors import ModelSaveError
 from onnxsmith.passes.quantize import Candidate
+from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.pipeline import PipelineReport
 from onnxsmith.quantize_search import SearchResult, plan_summary
 from onnxsmith.runtime.kernels import KernelReport
@@ -136,14 +137,11 @@ class QuantizeReport:
             "",
             "## What ran in int8",
             "",
-            "| op group | static | dynamic | fp32 |",
-            "|---|---:|---:|---:|",
+            "| op group | " + " | ".join(MODES) + " |",
+            "|---|" + "---:|" * len(MODES),
         ]
         for group, counts in self.groups().items():
-            lines.append(
-                f"| {group} | {counts.get('static', 0)} | {counts.get('dynamic', 0)} | "
-                f"{counts.get('fp32', 0)} |"
-            )
+            lines.append(f"| {group} | " + " | ".join(str(counts.get(m, 0)) for m in MODES) + " |")
         if r.timings:
             lines += ["", "## Latency probe (each group alone vs fp32)", ""]
             lines += ["| op group | nodes | ratios | kept |", "|---|---:|---|---|"]

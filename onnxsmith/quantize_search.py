@@ -2,7 +2,8 @@
 
 1. Latency probe: each op group (Conv, MatMul, Gemm, ...) is quantized alone in each of its modes
    (static QDQ, dynamic) and timed against fp32, interleaved. A mode is kept for a group only if
-   it is faster; the modes left, fastest first, form each node's ladder (then fp32).
+   it is faster; the modes left, fastest first, form each node's ladder (then fp32). Embedding
+   Gathers are not timed: their int8 table (weight-only) saves size, not compute.
 2. Calibration for the nodes whose ladder has a static rung; `auto` tries every method's ranges.
 3. SmoothQuant when the plan misses the target (or when asked), alpha searched unless given.
 4. Fallback: per-layer error ranks the int8 nodes; the most sensitive ones step down their ladder
@@ -25,9 +26,11 @@ from onnxsmith.passes.quantize import (
     DYNAMIC,
     FP32,
     STATIC,
+    WEIGHT_ONLY,
     Candidate,
     InsertQdqPass,
     QuantizeDynamicPass,
+    QuantizeGatherPass,
     QuantPlan,
     SmoothQuantPass,
     activation_name,
@@ -50,7 +53,9 @@ from onnxsmith.runtime.sensitivity import layer_errors
 from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 
-FASTER = 0.97  # a mode must beat fp32 by 3 % (median of interleaved rounds) to be kept
+# A mode is kept for a group only if it beats fp32 by 3 % (median of interleaved rounds) and
+# the 95 % interval of that ratio lies below 1: noise must not buy int8 a place.
+FASTER = 0.97
 ALPHAS = (0.5, 0.65, 0.8, 0.9)
 _SENSITIVITY_FEEDS = 4
 _MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
@@ -174,6 +179,8 @@ class Search:
                     weight_bits=7 if self.reduce_range else 8,
                 )
             )
+        if plan.nodes(WEIGHT_ONLY):
+            passes.append(QuantizeGatherPass(plan.nodes(WEIGHT_ONLY)))
         passes.append(common.RemoveUnusedNodesPass())
         model, _ = apply(passes, clone(base))
         return model
@@ -203,12 +210,15 @@ class Search:
         kept = {t.group: t.kept for t in timings}
         ladders = {}
         for name, candidate in self.candidates.items():
+            if candidate.modes == (WEIGHT_ONLY,):
+                ladders[name] = candidate.modes
+                continue
             ladders[name] = _ladder(kept[candidate.group])
             if not ladders[name]:
                 timing = next(t for t in timings if t.group == candidate.group)
                 measured = ", ".join(f"{m} {r[0]:.2f}x" for m, r in timing.ratios.items())
                 self.reasons[name] = f"not faster in int8 on this machine ({measured})"
-        if not any(ladders.values()):
+        if not any(ladder and ladder != (WEIGHT_ONLY,) for ladder in ladders.values()):
             measured = "; ".join(
                 f"{t.group}: " + ", ".join(f"{m} {r[0]:.2f}x" for m, r in t.ratios.items())
                 for t in timings
@@ -222,7 +232,10 @@ class Search:
 
     def probe_latency(self) -> tuple[GroupTiming, ...]:
         groups: dict[str, list[Candidate]] = {}
+        timings = []
         for candidate in self.candidates.values():
+            if candidate.modes == (WEIGHT_ONLY,):
+                continue  # a lookup table's storage, not compute: nothing to time
             groups.setdefault(candidate.group, []).append(candidate)
         static_nodes = [n for n, c in self.candidates.items() if STATIC in c.modes]
         # Ranges change accuracy, not speed: placeholder ranges save a calibration pass here.
@@ -241,6 +254,8 @@ class Search:
                     failed[group, mode] = str(e)
                     continue
                 configs.append((group, mode))
+        if not configs:
+            return ()
         self.reporter.phase(
             f"latency probe: timing fp32 against {len(configs)} int8 configurations, interleaved"
         )
@@ -254,10 +269,9 @@ class Search:
         samples = dict(zip(configs, times[1:], strict=True))
         for (group, mode), measured in samples.items():
             ratios[group][mode] = ratio_ci95(measured, times[0])
-        timings = []
         for group, members in groups.items():
             kept = sorted(
-                (m for m, r in ratios[group].items() if r[0] < FASTER),
+                (m for m, r in ratios[group].items() if r[0] < FASTER and r[2] < 1.0),
                 key=lambda m: ratios[group][m][0],
             )
             if kept[:1] == [STATIC] and DYNAMIC in kept:

@@ -92,3 +92,25 @@ def write_feeds(folder: Path, feeds: list[dict[str, np.ndarray]]) -> Path:
     for i, feed in enumerate(feeds):
         np.savez(folder / f"{i:03d}.npz", **feed)
     return folder
+
+
+def embedding(seed: int = 0) -> ir.Model:
+    """ids[batch, seq] → Gather(table 128×64) → fc → y[batch, seq, 8]: an embedding lookup."""
+    rng = np.random.default_rng(seed)
+    table = rng.normal(0, 1, (128, 64)).astype(np.float32) * rng.uniform(0.1, 3, (128, 1))
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "ids"], ["e"], name="embed", axis=0),
+            helper.make_node("MatMul", ["e", "fc.w"], ["y"], name="fc"),
+        ],
+        "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 8])],
+        [
+            numpy_helper.from_array(table.astype(np.float32), "table"),
+            numpy_helper.from_array(rng.normal(0, 0.3, (64, 8)).astype(np.float32), "fc.w"),
+        ],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(proto)
+    return ir.from_proto(proto)

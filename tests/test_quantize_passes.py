@@ -17,6 +17,7 @@ from onnx_ir.passes import common
 from onnxsmith.passes.quantize import (
     InsertQdqPass,
     QuantizeDynamicPass,
+    QuantizeGatherPass,
     SmoothQuantPass,
     find_candidates,
     prepare_passes,
@@ -25,7 +26,7 @@ from onnxsmith.passes.quantize import (
 from onnxsmith.passes.quantize.weights import quantize_weight
 from onnxsmith.runtime.calibrate import calibrate, collect_statistics
 from onnxsmith.runtime.session import create_session
-from quant_models import image_feeds, mlp, sequence_feeds
+from quant_models import embedding, image_feeds, mlp, sequence_feeds
 
 from onnxsmith.errors import PassError
 from onnxsmith.pipeline import apply
@@ -126,6 +127,42 @@ def test_dynamic_gemm_with_transposed_weight_and_bias():
     feeds = image_feeds(2)
     for want, got in zip(outputs(reference, feeds), outputs(model, feeds), strict=True):
         assert cosine(want, got) > 0.999
+
+
+# -- weight-only embeddings -------------------------------------------------------------------
+
+
+def test_gather_table_goes_int8_with_per_row_scales():
+    model = prepared(embedding())
+    candidates = {c.node: c.modes for c in find_candidates(model)}
+    assert candidates["embed"] == ("weight-only",)
+    QuantizeGatherPass(["embed"])(model)
+    tables = [v for v in model.graph.initializers.values() if v.dtype == ir.DataType.INT8]
+    assert [t.shape.dims for t in tables] == [(128, 64)]
+    assert "table" not in model.graph.initializers  # the float table is gone
+
+
+def test_gather_int8_matches_fp32_per_row():
+    """Per-row symmetric int8: each element is off by at most half a step, 1/254 of its row's
+    largest magnitude."""
+    reference = prepared(embedding())
+    model = prepared(embedding())
+    QuantizeGatherPass(["embed"])(model)
+    ids = {"ids": np.array([[0, 5, 127], [3, 3, 64]], np.int64)}
+    want, got = outputs(reference, [ids])[0], outputs(model, [ids])[0]
+    assert cosine(want, got) > 0.9999
+
+
+def test_gather_no_nodes_no_op_and_bad_input_untouched():
+    model = prepared(embedding())
+    before = snapshot(model)
+    assert not QuantizeGatherPass([])(model).modified
+    with pytest.raises(PassError, match="'fc'"):
+        QuantizeGatherPass(["fc"])(model)
+    assert snapshot(model) == before
+    QuantizeGatherPass(["embed"])(model)
+    with pytest.raises(PassError, match="'embed'"):
+        QuantizeGatherPass(["embed"])(model)  # its own output: the name is gone
 
 
 # -- static QDQ --------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
+from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.quantize import quantize
 from onnxsmith.quantize_report import QuantizeReport
 from onnxsmith.runtime.calibrate import METHODS
@@ -134,10 +135,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(report: QuantizeReport) -> None:
     table = Table(title="what runs in int8", title_justify="left")
-    for column in ("op group", "static", "dynamic", "fp32"):
+    for column in ("op group", *MODES):
         table.add_column(column, justify="left" if column == "op group" else "right")
     for group, counts in report.groups().items():
-        table.add_row(group, *(str(counts.get(m, 0)) for m in ("static", "dynamic", "fp32")))
+        table.add_row(group, *(str(counts.get(m, 0)) for m in MODES))
     console.print(table)
     r, lat = report.result, report.latency
     console.print(

@@ -1,11 +1,14 @@
 """Int8 quantization passes: prepare, SmoothQuant, static QDQ (wraps ORT), dynamic int8."""
 
 from onnxsmith.passes.quantize.dynamic import QuantizeDynamicPass
+from onnxsmith.passes.quantize.gather import QuantizeGatherPass
 from onnxsmith.passes.quantize.plan import (
     COMPUTE_OPS,
     DYNAMIC,
     FP32,
+    QUANTIZABLE_OPS,
     STATIC,
+    WEIGHT_ONLY,
     Candidate,
     QuantPlan,
     activation_name,
@@ -23,11 +26,14 @@ __all__ = [
     "FORMATS",
     "FP32",
     "MIN_OPSET",
+    "QUANTIZABLE_OPS",
     "STATIC",
+    "WEIGHT_ONLY",
     "Candidate",
     "InsertQdqPass",
     "QuantPlan",
     "QuantizeDynamicPass",
+    "QuantizeGatherPass",
     "SmoothQuantPass",
     "activation_name",
     "companion_nodes",

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxsmith.passes.quantize.names import NameScope
 from onnxsmith.passes.quantize.plan import dynamic_ok
-from onnxsmith.passes.quantize.weights import quantize_weight
+from onnxsmith.passes.quantize.weights import drop_unused, quantize_weight
 
 from onnxsmith.errors import PassError, name_list
 from onnxsmith.pipeline import StatsResult
@@ -81,6 +81,7 @@ class QuantizeDynamicPass(ir.passes.InPlacePass):
                     graph, names, weight, transposed
                 )
             self._rewrite(graph, names, node, activations[x], weights[weight, transposed])
+        drop_unused(graph, [weight for weight, _ in weights])
         return StatsResult(model, modified=bool(targets), stats={"dynamic_int8": len(targets)})
 
     def _quantize_weight(

@@ -12,10 +12,13 @@ from onnxsmith.errors import UsageError, name_list
 
 STATIC = "static"  # activations and weights int8 with calibrated ranges (QDQ or QOperator)
 DYNAMIC = "dynamic"  # weights int8, activations quantized per run (DynamicQuantizeLinear)
+WEIGHT_ONLY = "weight-only"  # int8 table, float result: embedding Gathers (size, not speed)
 FP32 = "fp32"
-MODES = (STATIC, DYNAMIC, FP32)
+MODES = (STATIC, DYNAMIC, WEIGHT_ONLY, FP32)
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+QUANTIZABLE_OPS = (*COMPUTE_OPS, "Gather")
+_MIN_EMBEDDING = 4096  # elements; smaller tables (position ids, tiny lookups) stay fp32
 # Ops that ORT runs on int8 data between quantized compute ops (QLinear* kernels or plain data
 # movement); quantizing them keeps a chain of Convs in int8 instead of bouncing through float.
 COMPANION_OPS = frozenset(
@@ -109,24 +112,39 @@ def dynamic_ok(node: ir.Node) -> bool:
     )
 
 
+def embedding_ok(node: ir.Node) -> bool:
+    """A Gather along axis 0 from a constant float32 table of rows (an embedding lookup)."""
+    if node.op_type != "Gather" or len(node.inputs) < 2 or node.inputs[0] is None:
+        return False
+    table = node.inputs[0]
+    return (
+        table.const_value is not None
+        and table.dtype == ir.DataType.FLOAT
+        and table.shape is not None
+        and len(table.shape) == 2
+        and table.const_value.size >= _MIN_EMBEDDING
+        and node.attributes.get_int("axis", 0) == 0
+    )
+
+
 def find_candidates(
     model: ir.Model, ops: Sequence[str] | None = None, exclude: Sequence[str] = ()
 ) -> list[Candidate]:
-    """Main-graph compute nodes that can run in int8, in graph order.
+    """Main-graph nodes that can use int8, in graph order: compute ops, embedding Gathers.
 
     Args:
-        ops: op types to consider (default: all of COMPUTE_OPS).
+        ops: op types to consider (default: all of QUANTIZABLE_OPS).
         exclude: node names to keep in fp32.
 
     Raises:
         UsageError: an unknown op type or node name.
     """
-    ops = list(COMPUTE_OPS if ops is None else ops)
-    unknown = [op for op in ops if op not in COMPUTE_OPS]
+    ops = list(QUANTIZABLE_OPS if ops is None else ops)
+    unknown = [op for op in ops if op not in QUANTIZABLE_OPS]
     if unknown:
         raise UsageError(
             f"quantize: --ops {name_list(unknown)} cannot be quantized — choose from "
-            f"{name_list(COMPUTE_OPS)}"
+            f"{name_list(QUANTIZABLE_OPS)}"
         )
     names = {node.name for node in model.graph}
     missing = [n for n in exclude if n not in names]
@@ -141,6 +159,10 @@ def find_candidates(
         if node.domain not in ("", "ai.onnx") or node.op_type not in ops or node.name in skip:
             continue
         if not node.name or not _float_input(node):
+            continue
+        if node.op_type == "Gather":
+            if embedding_ok(node):
+                found.append(Candidate(node.name, "Gather", "Gather (embedding)", (WEIGHT_ONLY,)))
             continue
         weighted = weight_of(node) is not None
         if node.op_type in ("Conv", "ConvTranspose", "Gemm") and not weighted:

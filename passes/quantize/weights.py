@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+import onnx_ir as ir
 
 
 def quantize_weight(
@@ -29,3 +32,13 @@ def quantize_weight(
     shape[axis % w.ndim] = -1
     q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
     return q, scale
+
+
+def drop_unused(graph: ir.Graph, weights: Iterable[ir.Value]) -> int:
+    """Removes the float originals that no node reads any more; returns how many went."""
+    dropped = 0
+    for value in weights:
+        if value.name in graph.initializers and not value.uses() and value not in graph.outputs:
+            del graph.initializers[value.name]
+            dropped += 1
+    return dropped
