@@ -11,18 +11,7 @@ from types import ModuleType
 from typing import NoReturn
 
 from onnxsmith import __version__
-from onnxsmith.cli import (
-    bench,
-    demo,
-    distill,
-    export,
-    inspect,
-    merge,
-    optimize,
-    prune,
-    run,
-    serve_export,
-)
+from onnxsmith.cli import bench, demo, distill, export, inspect, merge, optimize, prune, quantize, run, serve_export
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
@@ -31,6 +20,7 @@ VERBS: dict[str, ModuleType] = {
     "inspect": inspect,
     "optimize": optimize,
     "prune": prune,
+    "quantize": quantize,
     "merge": merge,
     "distill": distill,
     "bench": bench,

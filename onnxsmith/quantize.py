@@ -1,0 +1,329 @@
+"""`quantize` as a function: prepare, calibrate, choose per node, validate, save, report.
+
+The steps (see `quantize_search` for how the choice is made):
+1. prepare: cleanup recipe, opset >= 13, names, shapes;
+2. data: calibration feeds streamed from `--calib`, eval feeds from `--eval` or held out;
+3. search: latency probe, calibration, SmoothQuant, sensitivity fallback;
+4. check: final latency against fp32 (interleaved), kernels ORT really runs, per-layer SQNR;
+5. save with provenance; the report (and `--report DIR`) says what ran in int8 and why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnx_ir as ir
+
+from onnxsmith.errors import PassError, UsageError, name_list
+from onnxsmith.io import load_model, save_model, weight_bytes
+from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
+from onnxsmith.pipeline import apply, count_nodes
+from onnxsmith.progress import Reporter
+from onnxsmith.provenance import record_step
+from onnxsmith.quantize_report import LayerRow, QuantizeReport
+from onnxsmith.quantize_search import Search, SearchSettings, observable_output
+from onnxsmith.runtime.calibrate import METHODS
+from onnxsmith.runtime.cpu import int8_saturates
+from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.kernels import runtime_kernels
+from onnxsmith.runtime.latency import measure_latency
+from onnxsmith.runtime.metric import DEFAULT_MAX_LOSS, METRICS, EvalSet
+from onnxsmith.runtime.sensitivity import layer_errors
+from onnxsmith.runtime.session import create_session
+from onnxsmith.signature import input_specs
+from onnxsmith.summary import QUANTIZED_OPS
+
+EVAL_LIMIT = 64  # eval feeds kept in memory and run for every candidate
+HOLD_OUT_EVERY = 5  # without --eval, every 5th calibration feed is held out for the metric
+_TIMING_FEEDS = 4
+_SQNR_FEEDS = 4
+METADATA_KEY = "onnxsmith.quantize"
+
+
+def quantize(
+    source: str | Path,
+    output: str | Path,
+    *,
+    calib: str | Path,
+    eval_data: str | Path | None = None,
+    metric: str = "cosine",
+    max_loss: float | None = None,
+    method: str = "auto",
+    per_channel: bool = True,
+    smoothquant: float | str = "auto",
+    ops: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    latency_aware: bool = True,
+    quant_format: str = "qdq",
+    report_dir: str | Path | None = None,
+    threads: int | None = None,
+    timing_seconds: float = 6.0,
+    progress: bool = False,
+) -> QuantizeReport:
+    """Quantizes `source` to int8 and writes `output` (and `report_dir`) only if all went well.
+
+    Args:
+        source: the fp32 model (never modified).
+        output: where the int8 model goes.
+        calib: data dir of calibration feeds (one .npz per feed, shapes may vary).
+        eval_data: data dir for the metric; default: every 5th calibration feed, held out.
+        metric: cosine, top1, mse or snr (see `runtime.metric`); outputs compared with fp32.
+        max_loss: allowed loss in that metric on every output (default 0.01: cosine >= 0.99).
+        method: calibration: minmax, percentile, entropy, mse, or auto (try all, keep best).
+        per_channel: int8 weights per output channel (else per tensor).
+        smoothquant: "auto" (tried when the target is missed), "search" (always, alpha
+            searched), "off", or an alpha in [0, 1].
+        ops: op types to quantize (default Conv, ConvTranspose, MatMul, Gemm).
+        exclude: node names to keep in fp32.
+        latency_aware: keep an int8 mode for an op group only if it runs faster here, and
+            refuse a result slower than fp32.
+        quant_format: "qdq" (default) or "qoperator" for static nodes.
+        report_dir: also write report.json and report.md there.
+        threads: ORT intra-op threads for every measurement (default: ORT's choice).
+        timing_seconds: time spent on each latency comparison (the probe, the final check).
+        progress: print phases and progress bars on stderr.
+
+    Raises:
+        UsageError: a bad option. DataError: data that does not fit the model.
+        PassError: nothing quantizable, an already-quantized model, or an int8 result slower
+            than fp32 (with `latency_aware`). Nothing is written in any of these cases.
+    """
+    started = time.perf_counter()
+    max_loss = DEFAULT_MAX_LOSS if max_loss is None else max_loss
+    smoothquant = _check_options(
+        metric, max_loss, method, smoothquant, quant_format, report_dir, timing_seconds
+    )
+    reporter = Reporter(progress)
+    reporter.phase(f"loading {source}")
+    original = load_model(source)
+    _refuse_quantized(original, source)
+    prepared, pipeline = apply(prepare_passes(original), load_model(source))
+    reporter.phase(f"prepared: {count_nodes(original)} → {count_nodes(prepared)} nodes")
+    candidates = find_candidates(prepared, ops, exclude)
+    if not candidates:
+        raise PassError(_nothing_to_quantize(prepared, source))
+
+    specs = input_specs(prepared)
+    calib_data = DataDir(calib, specs, step="quantize")
+    warnings: list[str] = []
+    eval_feeds, calib_source, calib_count, eval_origin = _split(
+        calib_data, eval_data, specs, warnings
+    )
+    reporter.phase(f"data: {calib_count} calibration feeds, {len(eval_feeds)} eval ({eval_origin})")
+    evalset = EvalSet(original, eval_feeds, metric, threads=threads)
+
+    settings = SearchSettings(
+        max_loss=max_loss,
+        method=method,
+        per_channel=per_channel,
+        smoothquant=smoothquant,
+        latency_aware=latency_aware,
+        quant_format=quant_format,
+        reduce_range=int8_saturates(),
+        threads=threads,
+        probe_seconds=timing_seconds,
+    )
+    search = Search(prepared, candidates, calib_source, evalset, settings, reporter, calib_count)
+    result = search.run()
+    if not result.plan.modes:
+        raise PassError(
+            f"quantize: no node can stay int8 with {metric} loss <= {max_loss:g} — nothing "
+            "written; raise --max-loss or check the calibration data"
+        )
+    if not result.met:
+        warnings.append(
+            f"the {metric} loss target {max_loss:g} is not reachable: the best int8 model found "
+            f"has loss {result.score.loss:.4g} ({result.score.describe()}), missing by "
+            f"{result.score.loss - max_loss:.4g}; it is written anyway"
+        )
+    model = result.model
+    _validate(model)
+
+    reporter.phase("checking latency against fp32 (interleaved) and ORT's kernels")
+    kernels, session = runtime_kernels(model, threads=threads)
+    fp32_sessions = (evalset.session, create_session(prepared, threads=threads))
+    latency = measure_latency(
+        *fp32_sessions, session, eval_feeds[:_TIMING_FEEDS], seconds=timing_seconds
+    )
+    if result.plan.nodes("static") and kernels.integer_kernels == 0:
+        warnings.append(
+            "onnxruntime fused none of the Q/DQ nodes into integer kernels: static nodes run as "
+            f"float with extra conversions ({kernels.describe()})"
+        )
+    if latency.vs_prepared[1] > 1.0:
+        message = (
+            f"the int8 model runs {latency.vs_prepared[0]:.2f}x the fp32 latency "
+            f"(95% CI {latency.vs_prepared[1]:.2f}-{latency.vs_prepared[2]:.2f}) on this machine"
+        )
+        if latency_aware:
+            raise PassError(
+                f"quantize: {message} — nothing written; relax --max-loss, or pass "
+                "--no-latency-aware to write it anyway (e.g. for an int8 accelerator)"
+            )
+        warnings.append(f"{message}; written because --no-latency-aware was given")
+
+    layers = _layers(result, candidates, eval_feeds)
+    options = {
+        "metric": metric,
+        "max_loss": max_loss,
+        "method": result.method,
+        "per_channel": per_channel,
+        "smoothquant": result.smoothing.alpha if result.smoothing else None,
+        "ops": list(ops) if ops else None,
+        "exclude": list(exclude),
+        "latency_aware": latency_aware,
+        "format": quant_format,
+        "static_weight_bits": result.weight_bits,
+    }
+    report = QuantizeReport(
+        source=str(source),
+        output=str(output),
+        options=options,
+        pipeline=pipeline,
+        candidates=tuple(candidates),
+        result=result,
+        latency=latency,
+        kernels=kernels,
+        weight_bytes=(weight_bytes(original), weight_bytes(model)),
+        layers=tuple(layers),
+        data={"calibration_feeds": calib_count, "eval_feeds": len(eval_feeds), "eval": eval_origin},
+        warnings=tuple(warnings),
+        seconds=time.perf_counter() - started,
+    )
+    record_step(model, "quantize", options)
+    model.metadata_props[METADATA_KEY] = json.dumps(report.provenance(), sort_keys=True)
+    save_model(model, output, inputs=[source])
+    if report_dir is not None:
+        report.write(Path(report_dir))
+    reporter.phase(f"done in {report.seconds:.1f}s")
+    return report
+
+
+def _check_options(
+    metric: str,
+    max_loss: float,
+    method: str,
+    smoothquant: float | str,
+    quant_format: str,
+    report_dir: str | Path | None,
+    timing_seconds: float,
+) -> float | str:
+    if metric not in METRICS:
+        raise UsageError(
+            f"quantize: unknown --metric {metric!r} — choose from {name_list(METRICS)}"
+        )
+    if not math.isfinite(timing_seconds) or timing_seconds <= 0:
+        raise UsageError(f"quantize: --timing-seconds {timing_seconds} must be > 0")
+    if not math.isfinite(max_loss) or max_loss < 0:
+        raise UsageError(f"quantize: --max-loss {max_loss} must be a number >= 0, e.g. 0.01")
+    if method not in (*METHODS, "auto"):
+        raise UsageError(
+            f"quantize: unknown --method {method!r} — choose from {name_list([*METHODS, 'auto'])}"
+        )
+    if quant_format not in FORMATS:
+        raise UsageError(
+            f"quantize: unknown --format {quant_format!r} — choose from {name_list(FORMATS)}"
+        )
+    if report_dir is not None and Path(report_dir).exists() and not Path(report_dir).is_dir():
+        raise UsageError(f"quantize: --report {report_dir} is a file — pass a folder")
+    if isinstance(smoothquant, str) and smoothquant in ("auto", "search", "off"):
+        return smoothquant
+    try:
+        alpha = float(smoothquant)
+    except (TypeError, ValueError):
+        alpha = math.nan
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(
+            f"quantize: --smoothquant {smoothquant!r} must be an alpha in [0, 1] (or no value to "
+            "search it)"
+        )
+    return alpha
+
+
+def _refuse_quantized(model: ir.Model, source: str | Path) -> None:
+    found: dict[str, int] = {}
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if node.op_type in QUANTIZED_OPS:
+            found[node.op_type] = found.get(node.op_type, 0) + 1
+    if found:
+        ops = ", ".join(f"{op}×{n}" for op, n in sorted(found.items()))
+        raise PassError(
+            f"quantize: {source} is already quantized ({ops}) — quantize the fp32 original instead"
+        )
+
+
+def _nothing_to_quantize(model: ir.Model, source: str | Path) -> str:
+    ops: dict[str, int] = {}
+    for node in model.graph:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    found = ", ".join(f"{op}×{n}" for op, n in sorted(ops.items(), key=lambda kv: -kv[1])[:6])
+    return (
+        f"quantize: {source} has no quantizable ops (float32 Conv, ConvTranspose, MatMul or Gemm "
+        f"with constant weights, outside --exclude/--ops); it has {found} — nothing to do"
+    )
+
+
+def _split(
+    calib: DataDir, eval_data: str | Path | None, specs: Any, warnings: list[str]
+) -> tuple[list[Feed], Any, int, str]:
+    """Eval feeds (in memory) and a re-iterable calibration stream."""
+    total = len(calib)
+    if eval_data is not None:
+        evaluation = DataDir(eval_data, specs, step="quantize")
+        feeds = [feed for _, feed in zip(range(EVAL_LIMIT), evaluation, strict=False)]
+        origin = f"--eval {eval_data}" + (
+            f", first {EVAL_LIMIT} of {len(evaluation)}" if len(evaluation) > EVAL_LIMIT else ""
+        )
+
+        def everything() -> Iterator[Feed]:
+            return iter(calib)
+
+        return feeds, everything, total, origin
+    if total == 1:
+        warnings.append(
+            "only one calibration feed: the metric is measured on the data used to calibrate — "
+            "pass --eval DIR for an honest number"
+        )
+        return list(calib), lambda: iter(calib), 1, "the single calibration feed"
+    held = {i for i in range(total) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1} or {total - 1}
+
+    def calibration() -> Iterator[Feed]:
+        return (feed for i, feed in enumerate(calib) if i not in held)
+
+    feeds = [feed for i, feed in enumerate(calib) if i in held][:EVAL_LIMIT]
+    return feeds, calibration, total - len(held), f"{len(held)} feeds held out of --calib"
+
+
+def _validate(model: ir.Model) -> None:
+    try:
+        onnx.checker.check_model(ir.to_proto(model))
+    except onnx.checker.ValidationError as e:
+        reason = str(e).strip().splitlines()[0]
+        raise PassError(f"quantize: the int8 model is not valid ONNX ({reason}) — report it") from e
+
+
+def _layers(result: Any, candidates: Sequence[Any], feeds: list[Feed]) -> list[LayerRow]:
+    """SQNR at the output of every candidate node, int8 model against its float base."""
+    by_name = {node.name: node for node in result.base.graph}
+    outputs = {c.node: observable_output(by_name[c.node]) for c in candidates if c.node in by_name}
+    errors = layer_errors(result.base, result.model, feeds[:_SQNR_FEEDS], list(outputs.values()))
+    rows = []
+    for candidate in candidates:
+        tensor = outputs.get(candidate.node, "")
+        error = errors.get(tensor)
+        rows.append(
+            LayerRow(
+                node=candidate.node,
+                op_type=candidate.op_type,
+                mode=result.plan.modes.get(candidate.node, "fp32"),
+                sqnr_db=None if error is None else error.sqnr_db,
+                reason=result.reasons.get(candidate.node, ""),
+            )
+        )
+    return rows

@@ -1,0 +1,181 @@
+"""What `quantize` did, as data: JSON, Markdown, and the compact provenance stored in the model."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from onnxsmith.errors import ModelSaveError
+from onnxsmith.passes.quantize import Candidate
+from onnxsmith.passes.quantize.plan import MODES
+from onnxsmith.pipeline import PipelineReport
+from onnxsmith.quantize_search import SearchResult, plan_summary
+from onnxsmith.runtime.kernels import KernelReport
+from onnxsmith.runtime.latency import Latency
+
+_PROVENANCE_NODES = 20  # fp32 nodes listed by name in the model's metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One candidate node: its final mode, its output's SQNR and why it is fp32 if it is."""
+
+    node: str
+    op_type: str
+    mode: str
+    sqnr_db: float | None
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeReport:
+    """Everything `quantize` measured and decided."""
+
+    source: str
+    output: str
+    options: Mapping[str, Any]
+    pipeline: PipelineReport
+    candidates: tuple[Candidate, ...]
+    result: SearchResult
+    latency: Latency
+    kernels: KernelReport
+    weight_bytes: tuple[int, int]
+    layers: tuple[LayerRow, ...]
+    data: Mapping[str, Any]
+    warnings: tuple[str, ...]
+    seconds: float
+
+    @property
+    def size_ratio(self) -> float:
+        before, after = self.weight_bytes
+        return after / before if before else 1.0
+
+    def groups(self) -> dict[str, dict[str, int]]:
+        return plan_summary(self.result.plan, self.candidates)
+
+    def as_dict(self) -> dict[str, Any]:
+        result = self.result
+        return {
+            "source": self.source,
+            "output": self.output,
+            "options": dict(self.options),
+            "seconds": round(self.seconds, 2),
+            "data": dict(self.data),
+            "metric": {
+                "name": result.score.metric,
+                "max_loss": self.options["max_loss"],
+                "fp32": _perfect(result.score.metric),
+                "int8": dict(result.score.values),
+                "loss": result.score.loss,
+                "met": result.met,
+            },
+            "latency": dataclasses.asdict(self.latency),
+            "size": {
+                "weight_bytes_before": self.weight_bytes[0],
+                "weight_bytes_after": self.weight_bytes[1],
+                "ratio": self.size_ratio,
+            },
+            "kernels": {
+                "integer_ops": dict(self.kernels.integer_ops),
+                "float_compute_ops": dict(self.kernels.float_compute_ops),
+                "qdq_nodes_left": self.kernels.qdq_nodes,
+            },
+            "groups": self.groups(),
+            "calibration_method": result.method,
+            "smoothquant_alpha": result.smoothing.alpha if result.smoothing else None,
+            "latency_probe": [
+                {"group": t.group, "nodes": t.nodes, "ratios": dict(t.ratios), "kept": t.kept}
+                for t in result.timings
+            ],
+            "trials": [dataclasses.asdict(t) for t in result.trials],
+            "layers": [_finite(dataclasses.asdict(row)) for row in self.layers],
+            "prepare": self.pipeline.as_dict(),
+            "warnings": list(self.warnings),
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        """The short record stored in the model: method, fp32 nodes and why, metric, speedup."""
+        kept = {name: "excluded (--exclude)" for name in self.options.get("exclude") or ()}
+        kept |= {row.node: row.reason for row in self.layers if row.mode == "fp32"}
+        listed = dict(list(kept.items())[:_PROVENANCE_NODES])
+        return {
+            "method": self.result.method,
+            "smoothquant_alpha": self.result.smoothing.alpha if self.result.smoothing else None,
+            "groups": self.groups(),
+            "fp32_nodes": listed,
+            "fp32_nodes_not_listed": len(kept) - len(listed),
+            "metric": self.result.score.metric,
+            "metric_values": dict(self.result.score.values),
+            "loss": self.result.score.loss,
+            "latency_ratio_vs_fp32": round(self.latency.vs_input[0], 4),
+            "size_ratio": round(self.size_ratio, 4),
+        }
+
+    def markdown(self) -> str:
+        r = self.result
+        lat = self.latency
+        lines = [
+            f"# onnxsmith quantize: {Path(self.source).name}",
+            "",
+            f"- output: `{self.output}`",
+            f"- metric: {r.score.describe()}, loss {r.score.loss:.4g} "
+            f"(max {self.options['max_loss']:g}; {'met' if r.met else 'NOT met'})",
+            f"- latency: {lat.int8_ms:.2f} ms vs {lat.fp32_ms:.2f} ms fp32 → "
+            f"{lat.vs_input[0]:.2f}x (95% CI {lat.vs_input[1]:.2f}-{lat.vs_input[2]:.2f}), "
+            f"{lat.rounds} interleaved rounds",
+            f"- size: {self.weight_bytes[0] / 1e6:.2f} MB → {self.weight_bytes[1] / 1e6:.2f} MB "
+            f"({self.size_ratio:.2f}x)",
+            f"- calibration: {r.method or 'not needed (no static nodes)'}; SmoothQuant: "
+            f"{'alpha ' + format(r.smoothing.alpha, 'g') if r.smoothing else 'off'}",
+            f"- ORT kernels: {self.kernels.describe()}",
+            f"- data: {self.data}",
+            f"- wall time: {self.seconds:.1f} s",
+            "",
+            "## What ran in int8",
+            "",
+            "| op group | " + " | ".join(MODES) + " |",
+            "|---|" + "---:|" * len(MODES),
+        ]
+        for group, counts in self.groups().items():
+            lines.append(f"| {group} | " + " | ".join(str(counts.get(m, 0)) for m in MODES) + " |")
+        if r.timings:
+            lines += ["", "## Latency probe (each group alone vs fp32)", ""]
+            lines += ["| op group | nodes | ratios | kept |", "|---|---:|---|---|"]
+            for t in r.timings:
+                ratios = ", ".join(f"{m} {v[0]:.2f}x" for m, v in t.ratios.items())
+                lines.append(f"| {t.group} | {t.nodes} | {ratios} | {', '.join(t.kept) or '-'} |")
+        lines += ["", "## Search", "", "| step | loss | static | dynamic |", "|---|---:|---:|---:|"]
+        lines += [f"| {t.label} | {t.loss:.4g} | {t.static} | {t.dynamic} |" for t in r.trials]
+        lines += ["", "## Per layer", "", "| node | op | mode | SQNR dB | note |"]
+        lines.append("|---|---|---|---:|---|")
+        for row in self.layers:
+            sqnr = "-" if row.sqnr_db is None else f"{row.sqnr_db:.1f}"
+            lines.append(f"| `{row.node}` | {row.op_type} | {row.mode} | {sqnr} | {row.reason} |")
+        if self.warnings:
+            lines += ["", "## Warnings", ""] + [f"- {w}" for w in self.warnings]
+        return "\n".join(lines) + "\n"
+
+    def write(self, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "report.json").write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+            (folder / "report.md").write_text(self.markdown())
+        except OSError as e:
+            raise ModelSaveError(f"quantize: cannot write the report to {folder} ({e})") from e
+
+
+def _perfect(metric: str) -> float | str:
+    perfect: dict[str, float | str] = {"cosine": 1.0, "top1": 1.0, "mse": 0.0, "snr": "inf"}
+    return perfect[metric]
+
+
+def _finite(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no infinity: an exact layer reports SQNR as the string "inf"."""
+    value = row.get("sqnr_db")
+    if isinstance(value, float) and math.isinf(value):
+        row["sqnr_db"] = "inf" if value > 0 else "-inf"
+    return row

@@ -1,0 +1,548 @@
+"""Choosing what runs in int8, and how, measured on this machine and this data.
+
+1. Latency probe: each op group (Conv, MatMul, Gemm, ...) is quantized alone in each of its modes
+   (static QDQ, dynamic) and timed against fp32, interleaved. A mode is kept for a group only if
+   it is faster; the modes left, fastest first, form each node's ladder (then fp32). Embedding
+   Gathers are not timed: their int8 table (weight-only) saves size, not compute.
+2. Calibration for the nodes whose ladder has a static rung; `auto` tries every method's ranges.
+3. SmoothQuant when the plan misses the target (or when asked), alpha searched unless given.
+4. Fallback: per-layer error ranks the int8 nodes; the most sensitive ones step down their ladder
+   (static → dynamic → fp32), the smallest such set found by bisection on the real metric.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import onnx_ir as ir
+from onnx_ir.passes import common
+
+from onnxsmith.errors import OnnxsmithError, PassError
+from onnxsmith.passes.quantize import (
+    DYNAMIC,
+    FP32,
+    STATIC,
+    WEIGHT_ONLY,
+    Candidate,
+    InsertQdqPass,
+    QuantizeDynamicPass,
+    QuantizeGatherPass,
+    QuantPlan,
+    SmoothQuantPass,
+    activation_name,
+    dynamic_ok,
+    qdq_tensors,
+    smoothing_scales,
+)
+from onnxsmith.pipeline import apply
+from onnxsmith.progress import Reporter
+from onnxsmith.runtime.calibrate import (
+    METHODS,
+    ActivationStats,
+    CalibrationTable,
+    collect_statistics,
+    compute_ranges,
+)
+from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.metric import EvalSet, Score
+from onnxsmith.runtime.sensitivity import layer_errors
+from onnxsmith.runtime.session import create_session
+from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
+
+# A mode is kept for a group only if it beats fp32 by 3 % (median of interleaved rounds) and
+# the 95 % interval of that ratio lies below 1: noise must not buy int8 a place.
+FASTER = 0.97
+ALPHAS = (0.5, 0.65, 0.8, 0.9)
+_SENSITIVITY_FEEDS = 4
+_MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
+
+FeedSource = Callable[[], Iterator[Feed]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """Knobs of the search (the CLI options, resolved)."""
+
+    max_loss: float
+    method: str = "auto"
+    per_channel: bool = True
+    smoothquant: float | str = "auto"  # "auto" (when needed), "search", "off", or an alpha
+    latency_aware: bool = True
+    quant_format: str = "qdq"
+    reduce_range: bool = False  # 7-bit static weights (x86 without VNNI, see runtime.cpu)
+    threads: int | None = None
+    probe_seconds: float = 6.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupTiming:
+    """Latency of one op group quantized alone, per mode, as a ratio to fp32 (median, CI)."""
+
+    group: str
+    nodes: int
+    ratios: Mapping[str, tuple[float, float, float]]
+    kept: tuple[str, ...]  # modes faster than fp32, fastest first
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One configuration the search evaluated."""
+
+    label: str
+    loss: float
+    static: int
+    dynamic: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Smoothing:
+    alpha: float
+    nodes: tuple[str, ...]
+    absmax: Mapping[str, np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """The chosen configuration, its model and how it was found."""
+
+    plan: QuantPlan
+    model: ir.Model
+    base: ir.Model  # the float model the int8 one approximates (prepared, smoothed if any)
+    score: Score
+    method: str | None  # calibration method used (None: nothing static)
+    smoothing: Smoothing | None
+    timings: tuple[GroupTiming, ...]
+    trials: tuple[Trial, ...]
+    reasons: Mapping[str, str]  # why each candidate left in fp32 is there
+    met: bool
+    weight_bits: int  # of static nodes: 7 where 8 would saturate ORT's int8 kernels
+
+
+def clone(model: ir.Model) -> ir.Model:
+    """A deep copy (passes mutate in place; the prepared model must stay pristine)."""
+    copy = ir.from_proto(ir.to_proto(model))
+    copy.meta.update(model.meta)
+    return copy
+
+
+class Search:
+    """Runs the steps in the module docstring; `run()` returns a `SearchResult`."""
+
+    def __init__(
+        self,
+        prepared: ir.Model,
+        candidates: Sequence[Candidate],
+        calib: FeedSource,
+        evalset: EvalSet,
+        settings: SearchSettings,
+        reporter: Reporter,
+        calib_count: int | None = None,
+    ) -> None:
+        self.prepared = prepared
+        self.candidates = {c.node: c for c in candidates}
+        self.calib = calib
+        self.calib_count = calib_count
+        self.evalset = evalset
+        self.settings = settings
+        self.reporter = reporter
+        self.trials: list[Trial] = []
+        self.reasons: dict[str, str] = {}
+        self.best: tuple[Score, QuantPlan, ir.Model, ir.Model] | None = None
+        self.reduce_range = settings.reduce_range
+
+    # -- building and scoring -------------------------------------------------------------
+
+    def build(self, plan: QuantPlan, base: ir.Model, table: CalibrationTable | None) -> ir.Model:
+        passes: list[ir.passes.PassBase] = []
+        static, dynamic = plan.nodes(STATIC), plan.nodes(DYNAMIC)
+        if static:
+            if table is None:
+                raise PassError("quantize: static nodes planned without a calibration table")
+            passes += [
+                InsertQdqPass(
+                    table,
+                    static,
+                    per_channel=self.settings.per_channel,
+                    quant_format=self.settings.quant_format,
+                    reduce_range=self.reduce_range,
+                ),
+            ]
+        if dynamic:
+            passes.append(
+                QuantizeDynamicPass(
+                    dynamic,
+                    per_channel=self.settings.per_channel,
+                    weight_bits=7 if self.reduce_range else 8,
+                )
+            )
+        if plan.nodes(WEIGHT_ONLY):
+            passes.append(QuantizeGatherPass(plan.nodes(WEIGHT_ONLY)))
+        passes.append(common.RemoveUnusedNodesPass())
+        model, _ = apply(passes, clone(base))
+        return model
+
+    def evaluate(
+        self, plan: QuantPlan, base: ir.Model, table: CalibrationTable | None, label: str
+    ) -> tuple[Score, ir.Model]:
+        model = self.build(plan, base, table)
+        score = self.evalset.score(model)
+        static, dynamic = len(plan.nodes(STATIC)), len(plan.nodes(DYNAMIC))
+        self.trials.append(Trial(label, score.loss, static, dynamic))
+        self.reporter.phase(
+            f"{label}: {score.describe()}, loss {score.loss:.4g} "
+            f"({static} static, {dynamic} dynamic)"
+        )
+        if plan.modes and (self.best is None or score.loss < self.best[0].loss):
+            self.best = (score, plan, model, base)
+        return score, model
+
+    # -- step 1: latency ------------------------------------------------------------------
+
+    def ladders(self) -> tuple[dict[str, tuple[str, ...]], tuple[GroupTiming, ...]]:
+        """Each candidate's int8 modes to try, best first; with the probe's timings."""
+        if not self.settings.latency_aware:
+            return {n: c.modes for n, c in self.candidates.items()}, ()
+        timings = self.probe_latency()
+        kept = {t.group: t.kept for t in timings}
+        ladders = {}
+        for name, candidate in self.candidates.items():
+            if candidate.modes == (WEIGHT_ONLY,):
+                ladders[name] = candidate.modes
+                continue
+            ladders[name] = _ladder(kept[candidate.group])
+            if not ladders[name]:
+                timing = next(t for t in timings if t.group == candidate.group)
+                measured = ", ".join(f"{m} {r[0]:.2f}x" for m, r in timing.ratios.items())
+                self.reasons[name] = f"not faster in int8 on this machine ({measured})"
+        if not any(ladder and ladder != (WEIGHT_ONLY,) for ladder in ladders.values()):
+            measured = "; ".join(
+                f"{t.group}: " + ", ".join(f"{m} {r[0]:.2f}x" for m, r in t.ratios.items())
+                for t in timings
+            )
+            raise PassError(
+                f"quantize: no int8 mode runs faster than fp32 on this machine ({measured}) — "
+                "nothing written; pass --no-latency-aware to quantize anyway (e.g. for an int8 "
+                "accelerator)"
+            )
+        return ladders, timings
+
+    def probe_latency(self) -> tuple[GroupTiming, ...]:
+        groups: dict[str, list[Candidate]] = {}
+        timings = []
+        for candidate in self.candidates.values():
+            if candidate.modes == (WEIGHT_ONLY,):
+                continue  # a lookup table's storage, not compute: nothing to time
+            groups.setdefault(candidate.group, []).append(candidate)
+        static_nodes = [n for n, c in self.candidates.items() if STATIC in c.modes]
+        # Ranges change accuracy, not speed: placeholder ranges save a calibration pass here.
+        placeholder = dict.fromkeys(qdq_tensors(self.prepared, static_nodes), (-1.0, 1.0))
+        table = CalibrationTable("placeholder", placeholder, 0)
+        configs: list[tuple[str, str]] = []
+        sessions = [create_session(self.prepared, threads=self.settings.threads)]
+        failed: dict[tuple[str, str], str] = {}
+        for group, members in groups.items():
+            for mode in dict.fromkeys(m for c in members for m in c.modes):
+                plan = QuantPlan({c.node: mode for c in members if mode in c.modes})
+                try:
+                    model = self.build(plan, self.prepared, table)
+                    sessions.append(create_session(model, threads=self.settings.threads))
+                except OnnxsmithError as e:
+                    failed[group, mode] = str(e)
+                    continue
+                configs.append((group, mode))
+        if not configs:
+            return ()
+        self.reporter.phase(
+            f"latency probe: timing fp32 against {len(configs)} int8 configurations, interleaved"
+        )
+        feeds = self.evalset.feeds[:4]
+        started = time.perf_counter()
+        time_interleaved(sessions, feeds, warmup=1, runs=2)
+        per_round = (time.perf_counter() - started) / 4  # one warmup round + two timed, roughly
+        runs = int(min(max(self.settings.probe_seconds / per_round, _MIN_ROUNDS), _MAX_ROUNDS))
+        times = time_interleaved(sessions, feeds, warmup=0, runs=runs)
+        ratios: dict[str, dict[str, tuple[float, float, float]]] = {g: {} for g in groups}
+        samples = dict(zip(configs, times[1:], strict=True))
+        for (group, mode), measured in samples.items():
+            ratios[group][mode] = ratio_ci95(measured, times[0])
+        for group, members in groups.items():
+            kept = sorted(
+                (m for m, r in ratios[group].items() if r[0] < FASTER and r[2] < 1.0),
+                key=lambda m: ratios[group][m][0],
+            )
+            if kept[:1] == [STATIC] and DYNAMIC in kept:
+                # Static is less accurate: lead with it only if it is clearly faster.
+                _, _, high = ratio_ci95(samples[group, STATIC], samples[group, DYNAMIC])
+                if high >= 1.0:
+                    kept = [DYNAMIC, STATIC]
+            timings.append(GroupTiming(group, len(members), ratios[group], tuple(kept)))
+            shown = ", ".join(f"{m} {r[0]:.2f}x" for m, r in ratios[group].items())
+            self.reporter.phase(f"  {group} ×{len(members)}: {shown} → {kept or 'fp32'}")
+        return tuple(timings)
+
+    # -- step 2: calibration --------------------------------------------------------------
+
+    def statistics(self, base: ir.Model, nodes: Sequence[str], histograms: bool) -> ActivationStats:
+        tensors = qdq_tensors(base, nodes)
+        with self.reporter.bar("calibrating", self.calib_count) as tick:
+            return collect_statistics(
+                base, self.calib(), tensors, histograms=histograms, on_feed=tick
+            )
+
+    def tables(self, base: ir.Model, nodes: Sequence[str]) -> dict[str, CalibrationTable]:
+        methods = METHODS if self.settings.method == "auto" else (self.settings.method,)
+        self.reporter.phase(f"calibrating {len(nodes)} static nodes ({', '.join(methods)})")
+        stats = self.statistics(base, nodes, histograms=methods != ("minmax",))
+        return {m: compute_ranges(stats, m) for m in methods}
+
+    # -- the whole search -----------------------------------------------------------------
+
+    def run(self) -> SearchResult:
+        ladders, timings = self.ladders()
+        plan = QuantPlan(
+            {n: ladder[0] for n, ladder in ladders.items() if ladder}, self.settings.per_channel
+        )
+        base = self.prepared
+        static_capable = [n for n, ladder in ladders.items() if STATIC in ladder]
+        tables = self.tables(base, static_capable) if static_capable else {}
+        method, score, model = self.choose_method(plan, base, tables)
+        table = tables.get(method) if method else None
+
+        smoothing = None
+        wants_smoothing = self.settings.smoothquant not in ("off", "auto") or (
+            self.settings.smoothquant == "auto" and score.loss > self.settings.max_loss
+        )
+        if wants_smoothing:
+            found = self.smooth(plan, table, score)
+            if found is not None:
+                smoothing, base, table, score, model = found
+
+        if score.loss > self.settings.max_loss:
+            plan, score, model = self.fall_back(plan, ladders, base, table, score)
+        # An all-fp32 plan meets any target but is no int8 model: then the best int8 one found
+        # is returned with met=False, and the caller warns by how much it misses.
+        met = score.loss <= self.settings.max_loss and bool(plan.modes)
+        if not met and self.best is not None:
+            score, plan, model, base = self.best
+        for name in self.candidates:
+            if name not in plan.modes and name not in self.reasons:
+                self.reasons[name] = (
+                    f"sensitive: kept in fp32 so that {self.evalset.metric} loss stays "
+                    f"<= {self.settings.max_loss:g}"
+                )
+        return SearchResult(
+            plan=plan,
+            model=model,
+            base=base,
+            score=score,
+            method=method if plan.nodes(STATIC) else None,
+            smoothing=smoothing,
+            timings=timings,
+            trials=tuple(self.trials),
+            reasons=types.MappingProxyType(dict(self.reasons)),
+            met=met,
+            weight_bits=7 if self.reduce_range else 8,
+        )
+
+    def choose_method(
+        self, plan: QuantPlan, base: ir.Model, tables: Mapping[str, CalibrationTable]
+    ) -> tuple[str | None, Score, ir.Model]:
+        """Scores the plan with each method's ranges (lowest loss wins), then 8-bit weights
+        against 7-bit ones where 7 was the default (7 avoid saturation, 8 have finer steps)."""
+        bits = 7 if self.reduce_range else 8
+        methods: dict[str | None, CalibrationTable | None] = {None: None}
+        if plan.nodes(STATIC) and tables:
+            methods = {method: table for method, table in tables.items()}
+        best: tuple[str | None, Score, ir.Model] | None = None
+        for method, table in methods.items():
+            ranges = f", {method} ranges" if method else ""
+            score, model = self.evaluate(
+                plan, base, table, f"int8 plan{ranges}, {bits}-bit weights"
+            )
+            if best is None or score.loss < best[1].loss:
+                best = (method, score, model)
+        assert best is not None
+        if self.reduce_range and best[1].loss > 0:
+            self.reduce_range = False
+            method = best[0]
+            ranges = f", {method} ranges" if method else ""
+            table = methods[method]
+            score, model = self.evaluate(plan, base, table, f"int8 plan{ranges}, 8-bit weights")
+            if score.loss < best[1].loss:
+                return method, score, model
+            self.reduce_range = True
+        return best
+
+    def smooth(
+        self, plan: QuantPlan, table: CalibrationTable | None, current: Score
+    ) -> tuple[Smoothing, ir.Model, CalibrationTable | None, Score, ir.Model] | None:
+        """Tries SmoothQuant on the plan's int8 MatMul/Gemm nodes; returns it if it helps.
+
+        Static ranges of the smoothed activations are derived from their per-channel min/max
+        (X' = X / s channel by channel), so no alpha needs a calibration pass of its own.
+        """
+        by_name = {node.name: node for node in self.prepared.graph}
+        nodes = tuple(n for n in plan.modes if dynamic_ok(by_name[n]))
+        if not nodes:
+            return None
+        inputs = list(dict.fromkeys(activation_name(by_name[n]) for n in nodes))
+        self.reporter.phase(f"SmoothQuant: channel statistics for {len(inputs)} activations")
+        with self.reporter.bar("channel statistics", self.calib_count) as tick:
+            stats = collect_statistics(
+                self.prepared,
+                self.calib(),
+                [],
+                histograms=False,
+                channel_tensors=inputs,
+                on_feed=tick,
+            )
+        absmax = _channel_absmax(stats)
+        nodes = tuple(n for n in nodes if activation_name(by_name[n]) in absmax)
+        setting = self.settings.smoothquant
+        alphas = (float(setting),) if isinstance(setting, float) else ALPHAS
+        best = None
+        for alpha in alphas:
+            smoothing = Smoothing(alpha, nodes, types.MappingProxyType(absmax))
+            base = clone(self.prepared)
+            apply([SmoothQuantPass(absmax, alpha, nodes)], base)
+            smoothed_table = None
+            if plan.nodes(STATIC) and table is not None:
+                smoothed_table = self.smoothed_table(table, base, stats, alpha, nodes)
+                if smoothed_table is None:
+                    continue
+            score, model = self.evaluate(plan, base, smoothed_table, f"SmoothQuant alpha {alpha:g}")
+            if best is None or score.loss < best[3].loss:
+                best = (smoothing, base, smoothed_table, score, model)
+        if best is None:
+            return None
+        if setting != "auto" or best[3].loss < current.loss:
+            return best
+        self.reporter.phase("SmoothQuant did not help; not used")
+        return None
+
+    def smoothed_table(
+        self,
+        table: CalibrationTable,
+        base: ir.Model,
+        stats: ActivationStats,
+        alpha: float,
+        nodes: Sequence[str],
+    ) -> CalibrationTable | None:
+        scales = smoothing_scales(self.prepared, _channel_absmax(stats), alpha, nodes)
+        before = {node.name: node for node in self.prepared.graph}
+        after = {node.name: node for node in base.graph}
+        ranges = dict(table.ranges)
+        for name in nodes:
+            x = activation_name(before[name])
+            smoothed = activation_name(after[name])
+            low, high = stats.tensors[x].channel_min, stats.tensors[x].channel_max
+            assert low is not None and high is not None
+            ranges[smoothed] = (
+                min(float(np.min(low / scales[x])), 0.0),
+                max(float(np.max(high / scales[x])), 0.0),
+            )
+        static = [n for n in nodes if n in after]
+        if any(t not in ranges for t in qdq_tensors(base, static)):
+            return None
+        return CalibrationTable(f"{table.method}, smoothed", ranges, table.feeds)
+
+    # -- step 4: fallback -----------------------------------------------------------------
+
+    def fall_back(
+        self,
+        plan: QuantPlan,
+        ladders: Mapping[str, tuple[str, ...]],
+        base: ir.Model,
+        table: CalibrationTable | None,
+        score: Score,
+    ) -> tuple[QuantPlan, Score, ir.Model]:
+        """Steps the most sensitive nodes down their ladders until the loss fits."""
+        model = self.build(plan, base, table)
+        while score.loss > self.settings.max_loss and plan.modes:
+            order = self.rank(plan, base, model)
+            steps = [(n, _next_rung(ladders[n], plan.modes[n])) for n in order]
+            everything = plan.with_modes(dict(steps))
+            all_score, all_model = self.evaluate(
+                everything, base, table, f"fallback: all {len(order)} one step down"
+            )
+            if all_score.loss > self.settings.max_loss:
+                plan, score, model = everything, all_score, all_model
+                continue
+            low, high = 0, len(order)
+            found = (everything, all_score, all_model)
+            while high - low > 1:
+                middle = (low + high) // 2
+                trial = plan.with_modes(dict(steps[:middle]))
+                trial_score, trial_model = self.evaluate(
+                    trial, base, table, f"fallback: {middle} most sensitive one step down"
+                )
+                if trial_score.loss <= self.settings.max_loss:
+                    high, found = middle, (trial, trial_score, trial_model)
+                else:
+                    low = middle
+            plan, score, model = found
+        return plan, score, model
+
+    def rank(self, plan: QuantPlan, base: ir.Model, model: ir.Model) -> list[str]:
+        """Int8 nodes by the error each adds (output noise ratio minus input's), worst first."""
+        by_name = {node.name: node for node in base.graph}
+        pairs = {}
+        for name in plan.modes:
+            node = by_name[name]
+            pairs[name] = (activation_name(node), observable_output(node))
+        tensors = [t for pair in pairs.values() for t in pair if t]
+        feeds = self.evalset.feeds[:_SENSITIVITY_FEEDS]
+        errors = layer_errors(base, model, feeds, tensors)
+        self.reporter.phase(f"ranking {len(pairs)} int8 nodes by the error they add")
+
+        def added(name: str) -> float:
+            x, out = pairs[name]
+            if out not in errors:
+                return 0.0
+            before = errors[x].noise_ratio if x in errors else 0.0
+            return errors[out].noise_ratio - before
+
+        return sorted(pairs, key=added, reverse=True)
+
+
+def _ladder(kept: tuple[str, ...]) -> tuple[str, ...]:
+    """The fastest kept mode, then the kept modes more accurate than it (static < dynamic)."""
+    if not kept:
+        return ()
+    accuracy = (STATIC, DYNAMIC)
+    start = accuracy.index(kept[0])
+    return (kept[0], *(m for m in accuracy[start + 1 :] if m in kept))
+
+
+def _channel_absmax(stats: ActivationStats) -> dict[str, np.ndarray]:
+    found = {name: s.channel_absmax for name, s in stats.tensors.items()}
+    return {name: absmax for name, absmax in found.items() if absmax is not None}
+
+
+def _next_rung(ladder: tuple[str, ...], mode: str) -> str:
+    rungs = [*ladder, FP32]
+    index = rungs.index(mode) if mode in rungs else len(rungs) - 2
+    return rungs[min(index + 1, len(rungs) - 1)]
+
+
+def observable_output(node: ir.Node) -> str:
+    """The node's output, or that of a Relu/Clip right after it (QDQ folds those into it)."""
+    out = node.outputs[0]
+    uses = list(out.uses())
+    if len(uses) == 1 and uses[0].node.op_type in ("Relu", "Clip"):
+        return uses[0].node.outputs[0].name or ""
+    return out.name or ""
+
+
+def plan_summary(plan: QuantPlan, candidates: Iterable[Candidate]) -> dict[str, dict[str, int]]:
+    """Per op group, how many nodes ended in each mode."""
+    summary: dict[str, dict[str, int]] = {}
+    for candidate in candidates:
+        mode = plan.modes.get(candidate.node, FP32)
+        counts = summary.setdefault(candidate.group, {})
+        counts[mode] = counts.get(mode, 0) + 1
+    return summary

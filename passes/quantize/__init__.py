@@ -1,0 +1,45 @@
+"""Int8 quantization passes: prepare, SmoothQuant, static QDQ (wraps ORT), dynamic int8."""
+
+from onnxsmith.passes.quantize.dynamic import QuantizeDynamicPass
+from onnxsmith.passes.quantize.gather import QuantizeGatherPass
+from onnxsmith.passes.quantize.plan import (
+    COMPUTE_OPS,
+    DYNAMIC,
+    FP32,
+    QUANTIZABLE_OPS,
+    STATIC,
+    WEIGHT_ONLY,
+    Candidate,
+    QuantPlan,
+    activation_name,
+    companion_nodes,
+    dynamic_ok,
+    find_candidates,
+)
+from onnxsmith.passes.quantize.prepare import MIN_OPSET, prepare_passes
+from onnxsmith.passes.quantize.qdq import FORMATS, InsertQdqPass, qdq_tensors
+from onnxsmith.passes.quantize.smoothquant import SmoothQuantPass, smoothing_scales
+
+__all__ = [
+    "COMPUTE_OPS",
+    "DYNAMIC",
+    "FORMATS",
+    "FP32",
+    "MIN_OPSET",
+    "QUANTIZABLE_OPS",
+    "STATIC",
+    "WEIGHT_ONLY",
+    "Candidate",
+    "InsertQdqPass",
+    "QuantPlan",
+    "QuantizeDynamicPass",
+    "QuantizeGatherPass",
+    "SmoothQuantPass",
+    "activation_name",
+    "companion_nodes",
+    "dynamic_ok",
+    "find_candidates",
+    "prepare_passes",
+    "qdq_tensors",
+    "smoothing_scales",
+]

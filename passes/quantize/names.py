@@ -1,0 +1,47 @@
+"""Fresh node and value names that cannot collide with a model's existing ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+
+class NameScope:
+    """Hands out names not yet used by any node or value of `model` (main graph and subgraphs)."""
+
+    def __init__(self, model: ir.Model) -> None:
+        self._nodes: set[str] = set()
+        self._values: set[str] = set(model.graph.initializers)
+        for node in ir.traversal.RecursiveGraphIterator(model.graph):
+            if node.name:
+                self._nodes.add(node.name)
+            self._values.update(v.name for v in node.outputs if v.name)
+        self._values.update(v.name for v in model.graph.inputs if v.name)
+
+    def initializer(self, graph: ir.Graph, base: str, array: np.ndarray) -> ir.Value:
+        """Registers `array` as a new initializer of `graph` under a fresh name."""
+        name = self.value(base)
+        tensor = ir.tensor(np.ascontiguousarray(array), name=name)
+        value = ir.Value(
+            name=name,
+            type=ir.TensorType(tensor.dtype),
+            shape=ir.Shape(array.shape),
+            const_value=tensor,
+        )
+        graph.register_initializer(value)
+        return value
+
+    def node(self, base: str) -> str:
+        return self._fresh(base, self._nodes)
+
+    def value(self, base: str) -> str:
+        return self._fresh(base, self._values)
+
+    @staticmethod
+    def _fresh(base: str, used: set[str]) -> str:
+        name, i = base, 1
+        while name in used:
+            name = f"{base}_{i}"
+            i += 1
+        used.add(name)
+        return name

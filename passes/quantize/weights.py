@@ -1,0 +1,44 @@
+"""Symmetric int8 weight quantization in numpy (the dynamic int8 pass uses it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import onnx_ir as ir
+
+
+def quantize_weight(
+    w: np.ndarray, axis: int | None, bits: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Int8 values and float32 scales of `w`, per slice along `axis` (None: one scale).
+
+    Symmetric, zero point 0, values in [-(2^(bits-1) - 1), 2^(bits-1) - 1]: 7 bits keep ORT's
+    u8·s8 kernels from saturating on x86 CPUs without VNNI (see `runtime.cpu`). A slice that is
+    all zeros gets scale 1 (any positive scale represents it exactly).
+    """
+    qmax = 2 ** (bits - 1) - 1
+    w = np.asarray(w, dtype=np.float32)
+    if axis is None:
+        absmax = np.abs(w).max(keepdims=False) if w.size else np.float32(0)
+        scale = np.asarray(absmax / qmax, np.float32)
+        scale = np.where(scale > 0, scale, np.float32(1.0)).astype(np.float32)
+        q = np.clip(np.rint(w / scale), -qmax, qmax).astype(np.int8)
+        return q, scale
+    reduce = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
+    absmax = np.abs(w).max(axis=reduce)
+    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis % w.ndim] = -1
+    q = np.clip(np.rint(w / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
+    return q, scale
+
+
+def drop_unused(graph: ir.Graph, weights: Iterable[ir.Value]) -> int:
+    """Removes the float originals that no node reads any more; returns how many went."""
+    dropped = 0
+    for value in weights:
+        if value.name in graph.initializers and not value.uses() and value not in graph.outputs:
+            del graph.initializers[value.name]
+            dropped += 1
+    return dropped

@@ -1,0 +1,43 @@
+"""Latency of a quantized model against its fp32 originals, interleaved on the same feeds."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import onnxruntime as ort
+from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
+
+
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """Median latency and int8/fp32 ratios (median, 95 % CI) over interleaved rounds."""
+
+    fp32_ms: float
+    int8_ms: float
+    vs_input: tuple[float, float, float]
+    vs_prepared: tuple[float, float, float]  # against the cleaned-up fp32 model
+    rounds: int
+
+
+def measure_latency(
+    original: ort.InferenceSession,
+    prepared: ort.InferenceSession,
+    quantized: ort.InferenceSession,
+    feeds: Sequence[Feed],
+    *,
+    seconds: float = 8.0,
+) -> Latency:
+    """Times the three sessions round-robin for about `seconds` and returns the ratios."""
+    times = time_interleaved(
+        [original, prepared, quantized], list(feeds), warmup=3, runs=None, seconds=seconds
+    )
+    return Latency(
+        fp32_ms=float(np.median(times[0])),
+        int8_ms=float(np.median(times[2])),
+        vs_input=ratio_ci95(times[2], times[0]),
+        vs_prepared=ratio_ci95(times[2], times[1]),
+        rounds=len(times[0]),
+    )

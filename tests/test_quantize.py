@@ -1,0 +1,226 @@
+"""`onnxsmith quantize` end to end: the result, the report, the metric guard, the CLI contract.
+
+Latency is never asserted; `--timing-seconds 0.2` keeps the timing steps short, and tests
+that must not depend on this machine's speed pass `--no-latency-aware`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+import pytest
+from conftest import digest
+from onnxsmith.runtime.cpu import int8_saturates
+from onnxsmith.runtime.session import create_session
+from quant_models import image_feeds, mlp, sequence_feeds, write_feeds
+
+from onnxsmith.io import load_model, save_model
+from onnxsmith.provenance import steps_applied
+from onnxsmith.quantize import METADATA_KEY, quantize
+from onnxsmith.quantize_search import _ladder, _next_rung
+from onnxsmith.samples import tiny_cnn
+
+FAST = ("--timing-seconds", "0.2")
+
+
+@pytest.fixture
+def cnn_case(tmp_path: Path):
+    model = save_model(tiny_cnn(seed=0, opset=11), tmp_path / "cnn.onnx")
+    calib = write_feeds(tmp_path / "calib", image_feeds(10))
+    return model, calib
+
+
+@pytest.fixture
+def mlp_case(tmp_path: Path):
+    model = save_model(mlp(outlier=100.0), tmp_path / "mlp.onnx")
+    calib = write_feeds(tmp_path / "calib", sequence_feeds(10))
+    return model, calib
+
+
+def test_cnn_quantizes_statically_with_a_full_report(cli, tmp_path, cnn_case):
+    model, calib = cnn_case
+    out, report = tmp_path / "int8.onnx", tmp_path / "report"
+    code, stdout, err = cli(
+        "quantize", model, "-o", out, "--calib", calib, "--report", report,
+        "--no-latency-aware", *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "wrote" in stdout and "what runs in int8" in stdout
+    quantized = onnx.load(str(out))
+    onnx.checker.check_model(quantized, full_check=True)
+    assert {op.version for op in quantized.opset_import if op.domain in ("", "ai.onnx")} == {13}
+    ops = {n.op_type for n in quantized.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    data = json.loads((report / "report.json").read_text())
+    assert data["metric"]["name"] == "cosine" and data["metric"]["met"] is True
+    assert data["groups"]["Conv"].get("static", 0) >= 1
+    assert data["kernels"]["integer_ops"], "ORT fused nothing"
+    assert data["latency"]["rounds"] >= 3
+    assert all(row["sqnr_db"] is not None for row in data["layers"] if row["mode"] != "fp32")
+    assert "## Per layer" in (report / "report.md").read_text()
+    session = create_session(out)
+    session.run(None, image_feeds(1)[0])
+
+
+def test_provenance_records_method_fp32_nodes_and_metric(cnn_case, tmp_path):
+    model, calib = cnn_case
+    out = tmp_path / "int8.onnx"
+    report = quantize(
+        model, out, calib=calib, latency_aware=False, timing_seconds=0.2, exclude=["node_10"]
+    )
+    saved = load_model(out)
+    record = json.loads(saved.metadata_props[METADATA_KEY])
+    assert record["fp32_nodes"]["node_10"].startswith("excluded")
+    assert record["metric"] == "cosine" and record["loss"] == pytest.approx(
+        report.result.score.loss
+    )
+    assert "latency_ratio_vs_fp32" in record and record["method"] in (
+        "minmax", "percentile", "entropy", "mse",
+    )  # fmt: skip
+    assert steps_applied(saved)[-1]["step"] == "quantize"
+
+
+def test_metric_guard_keeps_the_sensitive_node_in_fp32(mlp_case, tmp_path):
+    """fc2 reads an activation with one channel 100x the others: per-tensor int8 activations
+    wipe out the other channels, so fc2 is the node that must fall back."""
+    model, calib = mlp_case
+    report = quantize(
+        model, tmp_path / "int8.onnx", calib=calib, max_loss=0.002, latency_aware=False,
+        smoothquant="off", ops=["MatMul"], timing_seconds=0.2,
+    )  # fmt: skip
+    assert report.result.met and report.result.score.loss <= 0.002
+    modes = report.result.plan.modes
+    assert "fc2" not in modes and modes, modes  # fc2 is fp32, something else is int8
+    assert "sensitive" in report.result.reasons["fc2"]
+    assert any(t.label.startswith("fallback") for t in report.result.trials)
+
+
+def test_smoothquant_rescues_the_outlier_node(mlp_case, tmp_path):
+    model, calib = mlp_case
+    report = quantize(
+        model, tmp_path / "int8.onnx", calib=calib, max_loss=0.002, latency_aware=False,
+        smoothquant="search", ops=["MatMul"], timing_seconds=0.2,
+    )  # fmt: skip
+    assert report.result.smoothing is not None
+    labels = [t.label for t in report.result.trials]
+    assert sum(label.startswith("SmoothQuant alpha") for label in labels) >= 2
+
+
+def test_impossible_max_loss_writes_the_best_model_and_warns(cli, cnn_case, tmp_path):
+    model, calib = cnn_case
+    out = tmp_path / "int8.onnx"
+    code, stdout, err = cli(
+        "quantize", model, "-o", out, "--calib", calib, "--max-loss", "0",
+        "--no-latency-aware", *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.exists()
+    assert "not reachable" in stdout and "missing by" in stdout
+    assert "NOT met" in stdout
+
+
+def test_without_eval_a_held_out_part_of_calib_is_used(cnn_case, tmp_path):
+    model, calib = cnn_case
+    report = quantize(model, tmp_path / "o.onnx", calib=calib, latency_aware=False,
+                      timing_seconds=0.2)  # fmt: skip
+    assert report.data == {
+        "calibration_feeds": 8, "eval_feeds": 2, "eval": "2 feeds held out of --calib",
+    }  # fmt: skip
+
+
+def test_separate_eval_dir_and_top1_metric(cnn_case, tmp_path):
+    model, calib = cnn_case
+    evaluation = write_feeds(tmp_path / "eval", image_feeds(3, seed=4))
+    report = quantize(model, tmp_path / "o.onnx", calib=calib, eval_data=evaluation,
+                      metric="top1", latency_aware=False, timing_seconds=0.2)  # fmt: skip
+    assert report.data["eval_feeds"] == 3 and report.data["calibration_feeds"] == 10
+    assert 0.0 <= report.result.score.values["logits"] <= 1.0
+
+
+def test_latency_aware_run_never_ships_slower_than_fp32_silently(cnn_case, tmp_path):
+    """Whatever this machine measures, a latency-aware run either writes a model whose ratio
+    CI does not exclude 'faster' or refuses with a one-line error; no silent slow int8."""
+    model, calib = cnn_case
+    out = tmp_path / "o.onnx"
+    try:
+        report = quantize(model, out, calib=calib, timing_seconds=0.3)
+    except Exception as e:
+        assert "nothing written" in str(e) and not out.exists()
+        return
+    assert report.latency.vs_prepared[1] <= 1.0
+    assert all(t.kept for t in report.result.timings if report.groups()[t.group].get("static"))
+
+
+def test_mode_ladders():
+    assert _ladder(("dynamic", "static")) == ("dynamic",)  # static is less accurate: no step
+    assert _ladder(("static", "dynamic")) == ("static", "dynamic")
+    assert _ladder(()) == ()
+    assert _next_rung(("static", "dynamic"), "static") == "dynamic"
+    assert _next_rung(("static", "dynamic"), "dynamic") == "fp32"
+    assert _next_rung(("dynamic",), "dynamic") == "fp32"
+
+
+def test_int8_saturation_is_detected_from_cpu_flags():
+    assert int8_saturates(frozenset({"avx2", "fma"}), "x86_64")
+    assert not int8_saturates(frozenset({"avx2", "avx512_vnni"}), "x86_64")
+    assert not int8_saturates(frozenset({"avx2", "avx_vnni"}), "AMD64")
+    assert not int8_saturates(frozenset(), "aarch64")
+
+
+# -- CLI contract: one-line errors, exit codes, nothing written ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "needle"),
+    [
+        (["--metric", "psnr"], 2, "--metric"),
+        (["--max-loss", "-1"], 2, "--max-loss"),
+        (["--smoothquant", "1.5"], 2, "--smoothquant"),
+        (["--method", "kl"], 2, "--method"),
+        (["--ops", "Softmax"], 2, "'Softmax'"),
+        (["--exclude", "nope"], 2, "'nope'"),
+        (["--timing-seconds", "0"], 2, "--timing-seconds"),
+        (["--format", "qlinear"], 2, "--format"),
+        (["--bogus"], 2, "--bogus"),
+    ],
+)
+def test_bad_options_are_one_line_usage_errors(cli, cnn_case, tmp_path, extra, code, needle):
+    model, calib = cnn_case
+    out = tmp_path / "o.onnx"
+    got, _, err = cli("quantize", model, "-o", out, "--calib", calib, *FAST, *extra)
+    assert got == code
+    errors = [line for line in err.splitlines() if line.startswith("onnxsmith:")]
+    assert len(errors) == 1 and needle in errors[0], err  # progress lines may precede it
+    assert not out.exists()
+
+
+def test_input_model_is_never_modified(cli, cnn_case, tmp_path):
+    model, calib = cnn_case
+    before = digest(model)
+    cli("quantize", model, "-o", tmp_path / "o.onnx", "--calib", calib, "--no-latency-aware",
+        *FAST)  # fmt: skip
+    assert digest(model) == before
+    code, _, err = cli("quantize", model, "-o", model, "--calib", calib, "--no-latency-aware",
+                       *FAST)  # fmt: skip
+    assert code == 1 and "refusing to overwrite" in err and digest(model) == before
+
+
+def test_report_folder_that_is_a_file_is_refused(cli, cnn_case, tmp_path):
+    model, calib = cnn_case
+    blocker = tmp_path / "report"
+    blocker.write_text("x")
+    code, _, err = cli("quantize", model, "-o", tmp_path / "o.onnx", "--calib", calib,
+                       "--report", blocker, *FAST)  # fmt: skip
+    assert code == 2 and "is a file" in err
+
+
+def test_api_returns_a_report_with_ir_models(cnn_case, tmp_path):
+    model, calib = cnn_case
+    report = quantize(model, tmp_path / "o.onnx", calib=calib, latency_aware=False,
+                      timing_seconds=0.2)  # fmt: skip
+    assert isinstance(report.result.model, ir.Model)
+    assert report.size_ratio < 1.0
+    assert report.as_dict()["size"]["ratio"] == pytest.approx(report.size_ratio)
