@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -62,3 +64,22 @@ def teacher() -> DigitsCNN:
 def student() -> DigitsCNN:
     """The demo's student: 8-8-16 channels, ≈ 2.9 k parameters (8x fewer), untrained."""
     return DigitsCNN(width=0.125)
+
+
+def train_and_export_teachers(
+    images: np.ndarray, labels: np.ndarray, out: Path, *, count: int, epochs: int
+) -> list[Path]:
+    """Trains `count` teachers (seeds 0..count-1) and exports each, parity-checked, with a
+    dynamic batch: `out/teacher{seed}.onnx` with input `image` and output `logits`."""
+    from onnxsmith.exporter.export import export
+
+    example = torch.from_numpy(images[:1])
+    paths = []
+    for seed in range(count):
+        model = train_classifier(teacher(), images, labels, epochs=epochs, seed=seed)
+        path = out / f"teacher{seed}.onnx"
+        export(
+            model, example, path, input_names=["image"], output_names=["logits"], dynamic_batch=True
+        )
+        paths.append(path)
+    return paths

@@ -27,11 +27,11 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         console.print(f"[bold cyan]demo[/] {message}")
 
-    results = run_demo(out, quick=args.quick, say=say)
+    result = run_demo(out, quick=args.quick, say=say)
     table = Table(title="onnxsmith demo — all measured in this run", title_justify="left")
     for column in ("model", "top-1 (held-out)", "p50 latency vs fp32", "95 % CI", "size MB"):
         table.add_column(column, justify="left" if column == "model" else "right")
-    for (label, _), entry in zip(MODELS, results["models"], strict=True):
+    for (label, _), entry in zip(result.shipped, result.bench["models"], strict=True):
         top1 = entry["metric"].get("labels", {}).get("top1")
         low, high = entry["ci95_ratio"]
         table.add_row(
@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
             f"[{low:.2f}, {high:.2f}]",
             f"{entry['file_mb']:.3f}",
         )
+    for label, name in MODELS:
+        if name in result.refused:
+            table.add_row(label, "-", "not shipped: int8 was slower than fp32 here", "", "")
     console.print(table)
     console.print(f"report: {out / 'report' / 'report.html'}  (also report.md, report.json)")
     console.print(

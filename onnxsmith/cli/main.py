@@ -11,7 +11,19 @@ from types import ModuleType
 from typing import NoReturn
 
 from onnxsmith import __version__
-from onnxsmith.cli import bench, demo, distill, export, inspect, merge, optimize, prune, quantize, run, serve_export
+from onnxsmith.cli import (
+    bench,
+    demo,
+    distill,
+    export,
+    inspect,
+    merge,
+    optimize,
+    prune,
+    quantize,
+    run,
+    serve_export,
+)
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
