@@ -208,7 +208,7 @@ class Search:
             return {n: c.modes for n, c in self.candidates.items()}, ()
         timings = self.probe_latency()
         kept = {t.group: t.kept for t in timings}
-        ladders = {}
+        ladders: dict[str, tuple[str, ...]] = {}
         for name, candidate in self.candidates.items():
             if candidate.modes == (WEIGHT_ONLY,):
                 ladders[name] = candidate.modes

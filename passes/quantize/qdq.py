@@ -11,6 +11,7 @@ companion ops that keep int8 chains unbroken). The model crosses into protobuf o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
@@ -108,7 +109,15 @@ class InsertQdqPass(ir.passes.FunctionalPass):
         proto = ir.to_proto(model)
         # Both quantizers take the same arguments, QOperator's with its mode and static flag.
         common_args = (self.per_channel, self.reduce_range)
-        rest = (QuantType.QInt8, QuantType.QUInt8, ranges, chosen, [], op_types, _OPTIONS)
+        rest: tuple[Any, ...] = (
+            QuantType.QInt8,
+            QuantType.QUInt8,
+            ranges,
+            chosen,
+            [],
+            op_types,
+            _OPTIONS,
+        )
         quantizer = (
             QDQQuantizer(proto, *common_args, *rest)
             if self.quant_format == "qdq"

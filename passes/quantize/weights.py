@@ -38,7 +38,8 @@ def drop_unused(graph: ir.Graph, weights: Iterable[ir.Value]) -> int:
     """Removes the float originals that no node reads any more; returns how many went."""
     dropped = 0
     for value in weights:
-        if value.name in graph.initializers and not value.uses() and value not in graph.outputs:
-            del graph.initializers[value.name]
+        name = value.name or ""
+        if name in graph.initializers and not value.uses() and value not in graph.outputs:
+            del graph.initializers[name]
             dropped += 1
     return dropped
