@@ -287,11 +287,8 @@ class ChannelAnalysis:
             reason = self._handlers[node.op_type](node, tracked)
         else:
             reason = f"{node.op_type} node {node.name!r} is not understood"
-        used_outputs = [o for o in node.outputs[1:] if o.uses() or o.is_graph_output()]
-        if reason is None and used_outputs and node.op_type not in ("MaxPool",):
-            reason = f"{node.op_type} node {node.name!r} has extra outputs in use"
-        if reason is None and node.op_type == "MaxPool" and used_outputs:
-            reason = f"MaxPool node {node.name!r} returns indices"
+        if reason is None and any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
+            reason = f"{node.op_type} node {node.name!r} has a second output in use (indices, mask)"
         if reason is not None:
             for _, value in tracked:
                 self._freeze(value, reason)
