@@ -705,13 +705,14 @@ def _dim(value: ir.Value, axis: int) -> int | None:
     if -axis > len(shape):
         return 1
     dim = shape[axis]
-    return dim if isinstance(dim, int) else None
+    return dim if isinstance(dim, int) and dim >= 0 else None
 
 
 def _ints(shape: ir.Shape | None) -> list[int | None] | None:
     if shape is None:
         return None
-    return [d if isinstance(d, int) else None for d in shape]
+    # PaddlePaddle exports write -1 for a dynamic dim: unknown, like a symbolic one
+    return [d if isinstance(d, int) and d >= 0 else None for d in shape]
 
 
 def _product(dims: list[int | None]) -> int | None:
