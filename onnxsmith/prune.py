@@ -209,8 +209,16 @@ def prune_model(
     _check_exclude(model, options.exclude)
     original = _copy(model)
     working = _copy(model)
+    notes: list[str] = []
     if options.structured:
         working, _ = apply(cleanup_passes(), working)
+        renamed = _follow_renames(original, working, options.exclude)
+        if renamed != options.exclude:
+            notes.append(
+                "the cleanup fused excluded nodes into others: "
+                + ", ".join(f"{a} → {b}" for a, b in zip(options.exclude, renamed, strict=True))
+            )
+            options = dataclasses.replace(options, exclude=renamed)
     _name_nodes(working)
     reference = _copy(working)
     multiple, source = (
@@ -220,7 +228,6 @@ def prune_model(
     )
     sample = calib[0] if calib else random_feed(input_specs(model))
     timing_feed = "the first calibration feed" if calib else "a random feed (batch 1)"
-    notes: list[str] = []
     if options.structured:
         outcome = _structured(working, options, calib, multiple, sample, notes)
     else:
@@ -513,6 +520,44 @@ def _run(transform: ir.passes.PassBase, model: ir.Model) -> StatsResult:
     result = transform(model)
     assert isinstance(result, StatsResult)
     return result
+
+
+def _follow_renames(
+    original: ir.Model, cleaned: ir.Model, names: tuple[str, ...]
+) -> tuple[str, ...]:
+    """The names that nodes in `names` carry after the cleanup recipe.
+
+    Folding BatchNormalization replaces a Conv with a new node that produces the BN's output,
+    so a node is found again by the values it (or the BN/Identity/Dropout after it) produced.
+
+    Raises:
+        PassError: an excluded node left no trace (the cleanup removed it).
+    """
+    nodes = {n.name: n for n in original.graph}
+    producers = {o.name: n.name for n in cleaned.graph for o in n.outputs}
+    result = []
+    for name in names:
+        if name in {n.name for n in cleaned.graph}:
+            result.append(name)
+            continue
+        found = None
+        node: ir.Node | None = nodes[name]
+        while node is not None and found is None:
+            found = next((producers[o.name] for o in node.outputs if o.name in producers), None)
+            uses = list(node.outputs[0].uses()) if node.outputs else []
+            follows = len(uses) == 1 and uses[0][0].op_type in (
+                "BatchNormalization",
+                "Identity",
+                "Dropout",
+            )
+            node = uses[0][0] if follows else None
+        if found is None:
+            raise PassError(
+                f"prune: --exclude {name!r} names a node that the cleanup removed — exclude "
+                "the layer it was folded into (see `onnxsmith optimize` output)"
+            )
+        result.append(found or "")
+    return tuple(result)
 
 
 def _name_nodes(model: ir.Model) -> None:

@@ -223,3 +223,13 @@ def test_report_path_that_is_a_file_fails_before_writing(cli, tmp_path, resnet_p
         "prune", resnet_path, "-o", out, "--sparsity", "0.3", "--report", taken, "--no-measure"
     )
     assert code == 2 and "is a file" in err and not out.exists()
+
+
+def test_exclude_follows_a_conv_that_batchnorm_folding_replaced():
+    model = prune_zoo.resnet_like()
+    stem = next(n for n in model.graph if n.op_type == "Conv").name
+    options = PruneOptions(0.5, structured=True, exclude=(stem,), **FAST)
+    _, report = prune_model(model, options)
+    excluded = [d for d in report.groups if d.status == "skipped" and "excluded" in d.reason]
+    assert len(excluded) == 1 and len(excluded[0].producers) == 2  # the stem's residual group
+    assert any(stem in note for note in report.notes)

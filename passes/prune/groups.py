@@ -287,11 +287,8 @@ class ChannelAnalysis:
             reason = self._handlers[node.op_type](node, tracked)
         else:
             reason = f"{node.op_type} node {node.name!r} is not understood"
-        used_outputs = [o for o in node.outputs[1:] if o.uses() or o.is_graph_output()]
-        if reason is None and used_outputs and node.op_type not in ("MaxPool",):
-            reason = f"{node.op_type} node {node.name!r} has extra outputs in use"
-        if reason is None and node.op_type == "MaxPool" and used_outputs:
-            reason = f"MaxPool node {node.name!r} returns indices"
+        if reason is None and any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
+            reason = f"{node.op_type} node {node.name!r} has a second output in use (indices, mask)"
         if reason is not None:
             for _, value in tracked:
                 self._freeze(value, reason)
@@ -708,13 +705,14 @@ def _dim(value: ir.Value, axis: int) -> int | None:
     if -axis > len(shape):
         return 1
     dim = shape[axis]
-    return dim if isinstance(dim, int) else None
+    return dim if isinstance(dim, int) and dim >= 0 else None
 
 
 def _ints(shape: ir.Shape | None) -> list[int | None] | None:
     if shape is None:
         return None
-    return [d if isinstance(d, int) else None for d in shape]
+    # PaddlePaddle exports write -1 for a dynamic dim: unknown, like a symbolic one
+    return [d if isinstance(d, int) and d >= 0 else None for d in shape]
 
 
 def _product(dims: list[int | None]) -> int | None:
