@@ -69,7 +69,9 @@ def create_session(
         SessionError: ORT refused the model; the message names it.
     """
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    # Fatal only: ORT's error lines repeat what the exception says, across several coloured
+    # lines on stderr, which would break the CLI's one-line error.
+    options.log_severity_level = 4
     options.graph_optimization_level = _LEVELS[optimization]
     if threads is not None:
         options.intra_op_num_threads = threads

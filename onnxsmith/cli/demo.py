@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from onnxsmith.cli.render import console, megabytes, pipeline_table, summary_table
+from onnxsmith.cli.render import console, megabytes, pipeline_table, plain, summary_table
 from onnxsmith.io import load_model, save_model
 from onnxsmith.optimize import optimize_file
 from onnxsmith.samples import tiny_cnn
@@ -25,14 +25,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     source = save_model(tiny_cnn(seed=0), out / "tiny_cnn.onnx")
-    console.print(f"[bold]1. built[/bold] {source}")
+    console.print("[bold]1. built[/bold]", plain(source))
     console.print(summary_table(summarize(load_model(source))))
     optimized = out / "tiny_cnn.opt.onnx"
     report = optimize_file(source, optimized)
-    console.print(f"[bold]2. optimized[/bold] → {optimized}")
+    console.print("[bold]2. optimized[/bold] →", plain(optimized))
     console.print(pipeline_table(report.pipeline))
     (n0, n1), (b0, b1) = report.nodes, report.weight_bytes
     console.print(f"nodes {n0} → {n1}, weights {megabytes(b0)} → {megabytes(b1)}")
-    console.print(f"parity: {report.parity_note}")
+    console.print("parity:", plain(report.parity_note))
     console.print(summary_table(summarize(load_model(optimized))))
     return 0
