@@ -7,13 +7,15 @@ run) sees the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +96,8 @@ def save_model(
         check_output_path(path.parent / data_name, protected)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        ir.save(model, staging / path.name, external_data=data_name)
+        with _external_tensors_in_memory(model, initializers=not data_name):
+            ir.save(model, staging / path.name, external_data=data_name)
         if data_name:
             # An old model must never meet the new data: drop it before its data changes,
             # so a run killed in between leaves no model rather than a corrupt one.
@@ -106,6 +109,39 @@ def save_model(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+@contextlib.contextmanager
+def _external_tensors_in_memory(model: ir.Model, *, initializers: bool) -> Iterator[None]:
+    """Swaps external tensors for in-memory copies while the model is serialized.
+
+    `ir.save` keeps an external tensor's old location (relative to the *input's* folder) unless
+    it writes a new data file, and never rewrites tensors held in attributes: either way the
+    output would point at the input's data file, or at nothing once it sits elsewhere.
+    """
+    restore: list[Callable[[], None]] = []
+
+    def loaded(tensor: ir.ExternalTensor) -> ir.Tensor:
+        return ir.Tensor(tensor.numpy(), dtype=tensor.dtype, name=tensor.name)
+
+    try:
+        for graph in model.graphs():
+            for value in graph.initializers.values():
+                tensor = value.const_value
+                if initializers and isinstance(tensor, ir.ExternalTensor):
+                    value.const_value = loaded(tensor)
+                    restore.append(functools.partial(setattr, value, "const_value", tensor))
+            for node in graph:
+                for name, attr in list(node.attributes.items()):
+                    if attr.type == ir.AttributeType.TENSOR and isinstance(
+                        attr.value, ir.ExternalTensor
+                    ):
+                        node.attributes[name] = ir.AttrTensor(name, loaded(attr.value))
+                        restore.append(functools.partial(node.attributes.__setitem__, name, attr))
+        yield
+    finally:
+        for undo in reversed(restore):
+            undo()
 
 
 def save_json(data: Any, path: str | os.PathLike[str], *, inputs: Iterable[Any] = ()) -> Path:
@@ -207,7 +243,7 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> list[Path]:
     """
     folder = path.parent.resolve()
     files = set()
-    for tensor in external_data_helper._get_all_tensors(proto):
+    for tensor in _tensor_protos(proto):
         if not external_data_helper.uses_external_data(tensor):
             continue
         where = f"{path}: tensor {tensor.name!r}"
@@ -248,6 +284,26 @@ def _check_external_data(proto: onnx.ModelProto, path: Path) -> list[Path]:
             )
         files.add(target)
     return sorted(files)
+
+
+def _tensor_protos(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor a model holds: initializers (sparse too), attributes, subgraphs, functions.
+
+    onnx's own walker skips sparse tensors, which can point at external data as well.
+    """
+    graphs: list[onnx.GraphProto | onnx.FunctionProto] = [proto.graph, *proto.functions]
+    while graphs:
+        graph = graphs.pop()
+        if isinstance(graph, onnx.GraphProto):
+            yield from graph.initializer
+            for sparse in graph.sparse_initializer:
+                yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            for attr in node.attribute:
+                yield from (attr.t, *attr.tensors)
+                for sparse in (attr.sparse_tensor, *attr.sparse_tensors):
+                    yield from (sparse.values, sparse.indices)
+                graphs += [attr.g, *attr.graphs]
 
 
 def _external_bytes(tensor: onnx.TensorProto, where: str) -> int:

@@ -43,10 +43,16 @@ class DataDir:
                     f"{step}: {self.path} holds no .npz files — save one feed per file with "
                     "numpy.savez(path, **{input_name: array})"
                 )
-            self._samples = len(self.files)
         else:
             self.files = [self.path]
-            self._samples = self._count_samples(self.path)
+        # Opening a FIFO or a device would block or never end; only plain files are read.
+        special = [str(f) for f in self.files if not f.is_file()]
+        if special:
+            raise DataError(
+                f"{step}: {name_list(special)}: not a regular file (a folder, FIFO or device) — "
+                "keep only .npz files in the data dir"
+            )
+        self._samples = len(self.files) if self.path.is_dir() else self._count_samples(self.path)
 
     def __len__(self) -> int:
         return self._samples

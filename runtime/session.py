@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,6 +21,8 @@ _LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+TIMEOUT_ENV = "ONNXSMITH_RUN_TIMEOUT"
+DEFAULT_RUN_TIMEOUT = 600.0
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -114,11 +117,45 @@ def _session_from_ir(
 
 
 def run(
-    session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], label: str = "model"
+    session: ort.InferenceSession,
+    feeds: Mapping[str, np.ndarray],
+    label: str = "model",
+    *,
+    timeout: float | None = None,
 ) -> list[np.ndarray]:
-    """Runs one feed; ORT errors become `SessionError` naming the model."""
+    """Runs one feed; ORT errors become `SessionError` naming the model.
+
+    Args:
+        timeout: seconds after which ORT is told to stop (default: `run_timeout()`); a model
+            from an untrusted source can hold a Loop that never ends.
+    """
+    limit = run_timeout() if timeout is None else timeout
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    watchdog = threading.Timer(limit, lambda: setattr(options, "terminate", True))
+    if limit > 0:
+        watchdog.start()
     try:
-        return session.run(None, dict(feeds))
+        return session.run(None, dict(feeds), options)
     except Exception as e:  # see create_session
+        if options.terminate:
+            raise SessionError(
+                f"{label}: onnxruntime stopped the run after {limit:g} s — raise "
+                f"{TIMEOUT_ENV} (seconds, 0 = no limit) if the model is really that slow"
+            ) from e
         reason = str(e).strip().splitlines()[0]
         raise SessionError(f"{label}: onnxruntime failed to run the model ({reason})") from e
+    finally:
+        watchdog.cancel()
+
+
+def run_timeout() -> float:
+    """Seconds one ORT run may take: `$ONNXSMITH_RUN_TIMEOUT`, default 600, 0 for no limit."""
+    raw = os.environ.get(TIMEOUT_ENV, str(DEFAULT_RUN_TIMEOUT))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise UsageError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds — unset it or use 600")
+    return value
