@@ -96,7 +96,7 @@ def save_model(
         check_output_path(path.parent / data_name, protected)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        with _external_tensors_in_memory(model, initializers=not data_name):
+        with external_data_inlined(model, initializers=not data_name):
             ir.save(model, staging / path.name, external_data=data_name)
         if data_name:
             # An old model must never meet the new data: drop it before its data changes,
@@ -112,12 +112,16 @@ def save_model(
 
 
 @contextlib.contextmanager
-def _external_tensors_in_memory(model: ir.Model, *, initializers: bool) -> Iterator[None]:
+def external_data_inlined(model: ir.Model, *, initializers: bool) -> Iterator[None]:
     """Swaps external tensors for in-memory copies while the model is serialized.
 
     `ir.save` keeps an external tensor's old location (relative to the *input's* folder) unless
     it writes a new data file, and never rewrites tensors held in attributes: either way the
-    output would point at the input's data file, or at nothing once it sits elsewhere.
+    output would point at the input's data file, or at nothing once it sits elsewhere. Bytes
+    handed to ORT need the same: ORT resolves such locations against the current directory.
+
+    Args:
+        initializers: inline external initializers too (False when `ir.save` writes them).
     """
     restore: list[Callable[[], None]] = []
 

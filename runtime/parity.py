@@ -12,7 +12,7 @@ from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.session import create_session, run
 
 from onnxsmith.compare import OutputDiff, diff_outputs, merge_diffs
-from onnxsmith.errors import DataError
+from onnxsmith.errors import DataError, SessionError
 from onnxsmith.signature import TensorSpec
 
 # 2**26 float32 elements = 256 MB per input: far above any real model's input, far below a
@@ -71,7 +71,10 @@ def compare_models(
 ) -> list[OutputDiff]:
     """Worst per-output difference of `candidate` against `reference` over `feeds`."""
     ref_session = create_session(reference)
-    cand_session = create_session(candidate)
+    try:
+        cand_session = create_session(candidate)
+    except SessionError as e:  # its label is the source's path: say which model failed
+        raise SessionError(f"the transformed model: {e}") from e
     names = [o.name for o in ref_session.get_outputs()]
     worst: list[OutputDiff] = []
     for feed in feeds:

@@ -13,7 +13,12 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from onnxsmith.errors import SessionError, UsageError, name_list
-from onnxsmith.io import EXTERNAL_DATA_THRESHOLD, save_model, weight_bytes
+from onnxsmith.io import (
+    EXTERNAL_DATA_THRESHOLD,
+    external_data_inlined,
+    save_model,
+    weight_bytes,
+)
 
 _LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -106,7 +111,8 @@ def _session_from_ir(
     model: ir.Model, options: ort.SessionOptions, providers: list[str]
 ) -> ort.InferenceSession:
     if weight_bytes(model) <= EXTERNAL_DATA_THRESHOLD:
-        data = ir.to_proto(model).SerializeToString()
+        with external_data_inlined(model, initializers=True):
+            data = ir.to_proto(model).SerializeToString()
         return ort.InferenceSession(data, options, providers=providers)
     folder = tempfile.TemporaryDirectory(prefix="onnxsmith-session-")
     path = Path(folder.name) / "model.onnx"

@@ -213,3 +213,18 @@ def test_bad_run_timeout_setting_is_a_usage_error(monkeypatch):
     session = create_session(tiny_cnn())
     with pytest.raises(UsageError, match="ONNXSMITH_RUN_TIMEOUT"):
         run(session, random_feed(SPECS))
+
+
+def test_parity_check_of_an_external_data_model_never_reads_the_working_directory(
+    cli, tmp_path, monkeypatch
+):
+    """Was: the candidate went to ORT as bytes still naming `m.onnx.data`, which ORT looked
+    up in the working directory: parity 'skipped' (or checked against a decoy file there)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    source = save_model(tiny_cnn(), folder / "m.onnx", external_data=True)
+    decoy = tmp_path / "m.onnx.data"
+    decoy.write_bytes(bytes((folder / "m.onnx.data").stat().st_size))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("optimize", source, "-o", tmp_path / "o.onnx")
+    assert code == 0 and "parity: ok" in out, err
