@@ -96,9 +96,16 @@ class _Builder:
         return name
 
     def weight(self, *shape: int, fan_in: int) -> str:
-        """A float weight ~ N(0, 1/fan_in): new, shared with an earlier node, or a copy of one."""
+        """A float weight ~ N(0, 1/fan_in): a new initializer, any other form of constant
+        (Constant node, Transpose or Mul to fold), shared with an earlier node, or a copy."""
         earlier = self.weights.get(shape, [])
-        reuse = self.draw(st.sampled_from(["new", "shared", "duplicate"])) if earlier else "new"
+        reuse = self.draw(st.sampled_from(["new", "constant", "shared", "duplicate"]))
+        if reuse == "constant":
+            return self.constant(
+                self.rng.normal(0, 1 / math.sqrt(fan_in), shape).astype(np.float32)
+            )
+        if not earlier:
+            reuse = "new"
         if reuse == "shared":
             return self.draw(st.sampled_from(earlier))
         if reuse == "duplicate":  # identical bytes under another name: dedup must merge them

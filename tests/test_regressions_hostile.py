@@ -21,12 +21,14 @@ from conftest import digest
 from hostile import _endless_loop, _npy_header
 from modelzoo import mlp_with_batchnorm
 from onnx import TensorProto, helper
+from onnxsmith.passes.cleanup import cleanup_passes
 from onnxsmith.runtime.data import DataDir
 from onnxsmith.runtime.parity import random_feed
 from onnxsmith.runtime.session import create_session, run
 
 from onnxsmith.errors import DataError, ModelLoadError, ModelSaveError, SessionError, UsageError
 from onnxsmith.io import load_model, save_model
+from onnxsmith.pipeline import apply
 from onnxsmith.samples import tiny_cnn
 from onnxsmith.signature import TensorSpec, input_specs
 
@@ -228,3 +230,21 @@ def test_parity_check_of_an_external_data_model_never_reads_the_working_director
     monkeypatch.chdir(tmp_path)
     code, out, err = cli("optimize", source, "-o", tmp_path / "o.onnx")
     assert code == 0 and "parity: ok" in out, err
+
+
+def test_folded_transpose_of_a_weight_survives_deduplication():
+    """Found by the property tests: folding Transpose(W) leaves a transposed numpy view, and
+    onnx_ir's DeduplicateHashedInitializersPass raised 'ndarray is not C-contiguous'."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [3, 2], np.arange(6, dtype=np.float32))
+    nodes = [
+        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "wt"], ["y"]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [weight]))
+    feed = {"x": np.random.default_rng(0).normal(size=(2, 2)).astype(np.float32)}
+    expected = create_session(ir.from_proto(proto)).run(None, feed)[0]
+    model, _ = apply(cleanup_passes(), ir.from_proto(proto))
+    assert [n.op_type for n in model.graph] == ["MatMul"]
+    np.testing.assert_array_equal(create_session(model).run(None, feed)[0], expected)

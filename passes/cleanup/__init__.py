@@ -1,6 +1,7 @@
 """Exact cleanup passes: what `onnxsmith optimize` runs."""
 
 from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
+from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
 from onnxsmith.passes.cleanup.fold import FoldConstantsPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
@@ -8,6 +9,7 @@ from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
 from onnxsmith.passes.cleanup.recipe import cleanup_passes
 
 __all__ = [
+    "DeduplicateInitializersPass",
     "FoldBatchNormPass",
     "FoldConstantsPass",
     "RemoveDropoutPass",

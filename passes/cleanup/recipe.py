@@ -5,6 +5,7 @@ from __future__ import annotations
 import onnx_ir as ir
 from onnx_ir.passes import common
 from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
+from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
 from onnxsmith.passes.cleanup.fold import FoldConstantsPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
@@ -36,7 +37,7 @@ def cleanup_passes(
         common.RemoveUnusedNodesPass(),
         common.RemoveUnusedFunctionsPass(),
         common.RemoveUnusedOpsetsPass(),
-        common.DeduplicateHashedInitializersPass(),
+        DeduplicateInitializersPass(),
         common.ShapeInferencePass(strict_mode=False),
     ]
     return passes
