@@ -18,7 +18,7 @@ from onnxsmith.samples import tiny_cnn
 # process is slow. Cases tried per profile are recorded in bench/RESULTS.md `## reliability`.
 _SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.data_too_large]
 settings.register_profile(
-    "ci", max_examples=25, deadline=None, derandomize=True, suppress_health_check=_SLOW_IS_FINE
+    "ci", max_examples=20, deadline=None, derandomize=True, suppress_health_check=_SLOW_IS_FINE
 )
 settings.register_profile(
     "fuzz", max_examples=400, deadline=None, suppress_health_check=_SLOW_IS_FINE

@@ -498,6 +498,7 @@ def _structure_cases() -> list[Case]:
             "model",
             _model_bytes(_endless_loop),
             "any",
+            verbs=("optimize",),  # the verbs that run the model
             child=True,
             env=(("ONNXSMITH_RUN_TIMEOUT", "2"),),
         ),
@@ -564,7 +565,9 @@ def _external_case(name: str, expect: str = "error", prepare=None, child=False, 
             prepare(folder)
         return _external(folder, **entries)
 
-    return Case(f"external-{name}", "model", build, expect, child=child)
+    # Every verb loads through `load_model`: one real process (inspect's) proves a FIFO unopened.
+    verbs = ("inspect",) if child else None
+    return Case(f"external-{name}", "model", build, expect, verbs=verbs, child=child)
 
 
 def _outside_fifo(folder: Path) -> None:
