@@ -35,8 +35,11 @@ typecheck: install
 test: lint typecheck
 	$(PY) -P -m pytest -q
 
+# Property tests at 400 examples each, the hostile corpus, and the >2 GB model (needs ~7 GB
+# of disk in the temp folder and a few minutes).
 fuzz: install
-	HYPOTHESIS_PROFILE=fuzz $(PY) -P -m pytest -q tests -k "property"
+	HYPOTHESIS_PROFILE=fuzz ONNXSMITH_LARGE=1 $(PY) -P -m pytest -q tests \
+		-k "property or hostile or large" --hypothesis-show-statistics
 
 clean:
 	rm -rf $(VENV) build *.egg-info

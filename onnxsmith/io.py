@@ -7,11 +7,15 @@ run) sees the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
 import onnx_ir as ir
@@ -23,6 +27,7 @@ from onnxsmith.errors import ModelLoadError, ModelSaveError
 # Protobuf cannot serialize a message over 2 GiB; stay well clear of that limit.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 SOURCE_KEY = "onnxsmith.source"
+DATA_FILES_KEY = "onnxsmith.source_data_files"  # protected from being overwritten, like the source
 _OLDEST_IR_VERSION = 3
 
 
@@ -38,7 +43,7 @@ def load_model(path: str | os.PathLike[str]) -> ir.Model:
     path = Path(path)
     proto = _read_proto(path)
     _check_header(proto, path)
-    _check_external_data(proto, path)
+    data_files = _check_external_data(proto, path)
     try:
         onnx.checker.check_model(str(path))
     except (onnx.checker.ValidationError, ValueError) as e:
@@ -51,8 +56,10 @@ def load_model(path: str | os.PathLike[str]) -> ir.Model:
         model = ir.serde.deserialize_model(proto)
     except Exception as e:  # the deserializer raises many types on malformed graphs
         raise ModelLoadError(f"{path}: cannot read the graph ({e}) — re-export the model") from e
+    _check_tensor_sizes(model, path)
     ir.external_data.set_base_dir(model.graph, str(path.parent))
     model.meta[SOURCE_KEY] = str(path.resolve())
+    model.meta[DATA_FILES_KEY] = data_files
     return model
 
 
@@ -76,21 +83,23 @@ def save_model(
         The path written.
     """
     path = Path(path)
-    _refuse_overwriting_inputs(model, path, inputs)
-    if not path.parent.is_dir():
-        raise ModelSaveError(f"{path}: folder {path.parent} does not exist — create it first")
+    protected = [*inputs, *_source_files(model)]
+    check_output_path(path, protected)
     if external_data is None:
         external_data = weight_bytes(model) > EXTERNAL_DATA_THRESHOLD
     elif not external_data and weight_bytes(model) > EXTERNAL_DATA_THRESHOLD:
         raise ModelSaveError(f"{path}: the model is over 2 GB and must be saved with external data")
     data_name = f"{path.name}.data" if external_data else None
-    if data_name is None and has_external_data(model):
-        # ir.save keeps external references as they are; from another folder they would dangle.
-        model = ir.external_data.load_to_model(model.clone())
+    if data_name:
+        check_output_path(path.parent / data_name, protected)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        ir.save(model, staging / path.name, external_data=data_name)
+        with external_data_inlined(model, initializers=not data_name):
+            ir.save(model, staging / path.name, external_data=data_name)
         if data_name:
+            # An old model must never meet the new data: drop it before its data changes,
+            # so a run killed in between leaves no model rather than a corrupt one.
+            path.unlink(missing_ok=True)
             os.replace(staging / data_name, path.parent / data_name)
         os.replace(staging / path.name, path)
     except OSError as e:
@@ -100,13 +109,40 @@ def save_model(
     return path
 
 
-def has_external_data(model: ir.Model) -> bool:
-    """Whether some initializer still reads its data from a file beside the source model."""
-    return any(
-        isinstance(value.const_value, ir.ExternalTensor)
-        for graph in model.graphs()
-        for value in graph.initializers.values()
-    )
+def save_json(data: Any, path: str | os.PathLike[str], *, inputs: Iterable[Any] = ()) -> Path:
+    """Writes `data` as indented JSON atomically, with the same refusals as `save_model`."""
+    path = Path(path)
+    check_output_path(path, inputs)
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        os.replace(staging, path)
+    except OSError as e:
+        raise ModelSaveError(f"{path}: cannot write ({e.strerror or e})") from e
+    finally:
+        Path(staging).unlink(missing_ok=True)
+    return path
+
+
+def check_output_path(path: Path, inputs: Iterable[str | os.PathLike[str]] = ()) -> None:
+    """Raises ModelSaveError unless `path` can be replaced by a new regular file.
+
+    Refuses a missing folder, an existing directory or special file (a FIFO, `/dev/null`: they
+    would be replaced, not written to) and any of `inputs`, through symlinks and hard links.
+    """
+    if not path.parent.is_dir():
+        raise ModelSaveError(f"{path}: folder {path.parent} does not exist — create it first")
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        raise ModelSaveError(f"{path}: exists and is not a regular file — choose another path")
+    target = path.resolve()
+    for source in (Path(p) for p in inputs):
+        same_file = source.is_file() and path.exists() and path.samefile(source)
+        if same_file or target == source.resolve():
+            raise ModelSaveError(
+                f"{path}: refusing to overwrite the input {source} — choose another output path"
+            )
 
 
 def weight_bytes(model: ir.Model) -> int:
@@ -162,47 +198,110 @@ def _check_header(proto: onnx.ModelProto, path: Path) -> None:
         raise ModelLoadError(f"{path}: the graph is empty (no nodes) — nothing to optimize")
 
 
-def _check_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    """Refuses external data that escapes the model's folder, is missing or is too short."""
+def _check_external_data(proto: onnx.ModelProto, path: Path) -> list[Path]:
+    """Refuses external data that escapes the model's folder, is missing or has the wrong size.
+
+    Only paths are resolved and files stat-ed here: nothing outside the folder is ever opened.
+
+    Returns:
+        The external data files the model reads, resolved.
+    """
     folder = path.parent.resolve()
-    for tensor in external_data_helper._get_all_tensors(proto):
+    files = set()
+    for tensor in _tensor_protos(proto):
         if not external_data_helper.uses_external_data(tensor):
             continue
-        info = external_data_helper.ExternalDataInfo(tensor)
-        location = Path(info.location)
-        target = (folder / location).resolve()
-        if location.is_absolute() or not target.is_relative_to(folder):
+        where = f"{path}: tensor {tensor.name!r}"
+        try:
+            info = external_data_helper.ExternalDataInfo(tensor)
+        except ValueError as e:
             raise ModelLoadError(
-                f"{path}: tensor {tensor.name!r} points outside the model folder "
-                f"({info.location!r}) — refused; keep external data beside the model"
+                f"{where} has an invalid external data entry ({e}) — re-export"
+            ) from e
+        location = Path(info.location)
+        if not info.location or "\0" in info.location:
+            raise ModelLoadError(
+                f"{where} has an empty or invalid external data location — re-export"
+            )
+        target = (folder / location).resolve()
+        if location.is_absolute() or ".." in location.parts or not target.is_relative_to(folder):
+            raise ModelLoadError(
+                f"{where} points outside the model folder ({info.location!r}) — refused; keep "
+                "external data beside the model"
             )
         if not target.is_file():
             raise ModelLoadError(
-                f"{path}: external data file {info.location!r} for tensor {tensor.name!r} is "
-                "missing — copy it next to the model"
+                f"{where}: external data file {info.location!r} is missing or not a regular file "
+                "— copy it next to the model"
             )
-        needed = (info.offset or 0) + (info.length or 0)
+        size = _external_bytes(tensor, where)
+        if info.length is not None and info.length != size:
+            raise ModelLoadError(
+                f"{where} declares {info.length} bytes of external data but its shape and type "
+                f"need {size} — re-export the model"
+            )
+        needed = (info.offset or 0) + size
         if needed > target.stat().st_size:
             raise ModelLoadError(
                 f"{path}: external data file {info.location!r} is truncated (tensor "
                 f"{tensor.name!r} needs {needed} bytes, file has {target.stat().st_size}) — "
                 "copy it again"
             )
+        files.add(target)
+    return sorted(files)
 
 
-def _refuse_overwriting_inputs(
-    model: ir.Model, path: Path, inputs: Iterable[str | os.PathLike[str]]
-) -> None:
-    protected = [Path(p) for p in inputs]
+def _tensor_protos(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor a model holds: initializers (sparse too), attributes, subgraphs, functions.
+
+    onnx's own walker skips sparse tensors, which can point at external data as well.
+    """
+    graphs: list[onnx.GraphProto | onnx.FunctionProto] = [proto.graph, *proto.functions]
+    while graphs:
+        graph = graphs.pop()
+        if isinstance(graph, onnx.GraphProto):
+            yield from graph.initializer
+            for sparse in graph.sparse_initializer:
+                yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            for attr in node.attribute:
+                yield from (attr.t, *attr.tensors)
+                for sparse in (attr.sparse_tensor, *attr.sparse_tensors):
+                    yield from (sparse.values, sparse.indices)
+                graphs += [attr.g, *attr.graphs]
+
+
+def _external_bytes(tensor: onnx.TensorProto, where: str) -> int:
+    try:
+        itemsize = ir.DataType(tensor.data_type).itemsize
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{where} has a data type that cannot be stored externally") from e
+    if any(d < 0 for d in tensor.dims):
+        raise ModelLoadError(f"{where} has a negative dimension {tuple(tensor.dims)} — re-export")
+    return math.ceil(math.prod(tensor.dims) * itemsize)
+
+
+def _source_files(model: ir.Model) -> list[Path]:
+    """The model's own input file and every external data file its tensors still read."""
+    files = [Path(t.path) for t in _tensors(model) if isinstance(t, ir.ExternalTensor)]
     if SOURCE_KEY in model.meta:
-        protected.append(Path(model.meta[SOURCE_KEY]))
-    target = path.resolve()
-    data_target = target.with_name(f"{target.name}.data")
-    for source in protected:
-        source = source.resolve()
-        if target == source or data_target == source:
-            raise ModelSaveError(
-                f"{path}: refusing to overwrite the input model {source} — choose another -o"
-            )
-        if source.is_file() and path.exists() and path.samefile(source):
-            raise ModelSaveError(f"{path}: is the same file as input {source} — choose another -o")
+        files += [Path(model.meta[SOURCE_KEY]), *model.meta.get(DATA_FILES_KEY, ())]
+    return files
+
+
+def _check_tensor_sizes(model: ir.Model, path: Path) -> None:
+    """Refuses in-file tensors whose data does not hold exactly the declared shape.
+
+    The checker only rejects data that is too short; longer data would fail later, deep inside
+    a pass or ORT.
+    """
+    for tensor in _tensors(model):
+        if isinstance(tensor, ir.ExternalTensor):
+            continue  # sized against its file by _check_external_data
+        try:
+            tensor.numpy()
+        except (ValueError, TypeError, AssertionError) as e:
+            raise ModelLoadError(
+                f"{path}: tensor {tensor.name!r} holds data that does not match its shape "
+                f"{tuple(tensor.shape)} ({str(e).strip().splitlines()[0]}) — re-export the model"
+            ) from e

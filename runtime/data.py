@@ -7,9 +7,11 @@ Arrays are always loaded with `allow_pickle=False`.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -41,10 +43,16 @@ class DataDir:
                     f"{step}: {self.path} holds no .npz files — save one feed per file with "
                     "numpy.savez(path, **{input_name: array})"
                 )
-            self._samples = len(self.files)
         else:
             self.files = [self.path]
-            self._samples = self._count_samples(self.path)
+        # Opening a FIFO or a device would block or never end; only plain files are read.
+        special = [str(f) for f in self.files if not f.is_file()]
+        if special:
+            raise DataError(
+                f"{step}: {name_list(special)}: not a regular file (a folder, FIFO or device) — "
+                "keep only .npz files in the data dir"
+            )
+        self._samples = len(self.files) if self.path.is_dir() else self._count_samples(self.path)
 
     def __len__(self) -> int:
         return self._samples
@@ -80,21 +88,67 @@ class DataDir:
         return next((s for s in self.specs if s.name == key), None)
 
     def _read(self, file: Path) -> Feed:
+        """Every array of one `.npz`, each checked against its header before it is allocated."""
         try:
-            with np.load(file, allow_pickle=False) as npz:
-                return {key: npz[key] for key in npz.files}
-        except ValueError as e:
-            if "pickle" in str(e).lower():
+            with file.open("rb") as handle:
+                magic = handle.read(6)
+            if magic.startswith(b"\x93NUMPY"):
+                raise DataError(
+                    f"{self.step}: {file} is a .npy (one unnamed array) — save each feed as .npz "
+                    "with numpy.savez(path, **{input_name: array})"
+                )
+            if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                raise DataError(
+                    f"{self.step}: {file} is not a .npz (no zip header) — save it with numpy.savez"
+                )
+            with zipfile.ZipFile(file) as archive:
+                return {
+                    info.filename.removesuffix(".npy"): self._member(archive, info, file)
+                    for info in archive.infolist()
+                }
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError) as e:
+            raise DataError(
+                f"{self.step}: {file} is not a readable .npz ({_reason(e)}) — save it again "
+                "with numpy.savez"
+            ) from e
+
+    def _member(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, file: Path) -> np.ndarray:
+        """One array; refuses pickles and headers that promise more data than the member holds.
+
+        numpy allocates the declared shape before reading, so a forged 20-byte header could
+        otherwise ask for terabytes.
+        """
+        where = f"{self.step}: {file} member {info.filename!r}"
+        ratio = {zipfile.ZIP_STORED: 1, zipfile.ZIP_DEFLATED: 1032}.get(info.compress_type)
+        if ratio is None or info.file_size > info.compress_size * ratio:
+            raise DataError(
+                f"{where} uses an unsupported or forged compression — save with numpy.savez"
+            )
+        with archive.open(info) as member:
+            try:
+                version = np.lib.format.read_magic(member)
+                read_header = {
+                    (1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0,
+                }[version]
+                shape, _, dtype = read_header(member)
+            except (KeyError, ValueError, SyntaxError, TokenError) as e:
+                raise DataError(
+                    f"{where} is not a numpy array ({_reason(e)}) — save plain arrays"
+                ) from e
+            if dtype.hasobject:
                 raise DataError(
                     f"{self.step}: {file} holds pickled objects, which are never loaded — save "
                     "plain numeric arrays"
-                ) from e
-            raise DataError(f"{self.step}: {file} is not a readable .npz ({e})") from e
-        except (OSError, zipfile.BadZipFile, EOFError) as e:
-            raise DataError(
-                f"{self.step}: {file} is not a readable .npz (truncated or another format) — "
-                "save it again with numpy.savez"
-            ) from e
+                )
+            declared = math.prod(shape) * dtype.itemsize
+            if declared != info.file_size - member.tell():
+                raise DataError(
+                    f"{where} declares shape {shape} ({declared} bytes) but holds "
+                    f"{info.file_size - member.tell()} — the file is truncated or forged"
+                )
+        with archive.open(info) as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
 
     def _count_samples(self, file: Path) -> int:
         arrays = self._read(file)
@@ -162,3 +216,8 @@ def check_array(array: np.ndarray, spec: TensorSpec, where: str) -> None:
                 f"{where} input {spec.name!r} has shape {array.shape}, the model expects "
                 f"{dim} at axis {axis} ({spec.describe()}) — resize the feed"
             )
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

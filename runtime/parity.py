@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Sequence
 
@@ -11,7 +12,12 @@ from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.session import create_session, run
 
 from onnxsmith.compare import OutputDiff, diff_outputs, merge_diffs
+from onnxsmith.errors import DataError, SessionError
 from onnxsmith.signature import TensorSpec
+
+# 2**26 float32 elements = 256 MB per input: far above any real model's input, far below a
+# declared dim of 2**40 that would exhaust memory before ORT could say anything.
+MAX_RANDOM_ELEMENTS = 1 << 26
 
 
 def random_feed(
@@ -21,6 +27,9 @@ def random_feed(
 
     A dim that is not fixed gets `batch` on axis 0 and `size` elsewhere (sequence length, image
     side: 32 keeps stride-32 CNNs and transformers valid).
+
+    Raises:
+        DataError: an input would need more than `MAX_RANDOM_ELEMENTS` elements.
     """
     rng = np.random.default_rng(seed)
     feed = {}
@@ -29,6 +38,11 @@ def random_feed(
             d if isinstance(d, int) and d > 0 else (batch if axis == 0 else size)
             for axis, d in enumerate(spec.shape or ())
         )
+        if math.prod(shape) > MAX_RANDOM_ELEMENTS:
+            raise DataError(
+                f"input {spec.name!r} declares shape {shape}, too large for a random feed "
+                f"(over {MAX_RANDOM_ELEMENTS:,} elements) — pass real feeds (--data DIR)"
+            )
         dtype = spec.dtype if spec.dtype is not None else np.dtype(np.float32)
         if dtype.kind == "f":
             feed[spec.name] = rng.standard_normal(shape).astype(dtype)
@@ -57,7 +71,10 @@ def compare_models(
 ) -> list[OutputDiff]:
     """Worst per-output difference of `candidate` against `reference` over `feeds`."""
     ref_session = create_session(reference)
-    cand_session = create_session(candidate)
+    try:
+        cand_session = create_session(candidate)
+    except SessionError as e:  # its label is the source's path: say which model failed
+        raise SessionError(f"the transformed model: {e}") from e
     names = [o.name for o in ref_session.get_outputs()]
     worst: list[OutputDiff] = []
     for feed in feeds:

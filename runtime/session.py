@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,7 +13,12 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from onnxsmith.errors import SessionError, UsageError, name_list
-from onnxsmith.io import EXTERNAL_DATA_THRESHOLD, has_external_data, save_model, weight_bytes
+from onnxsmith.io import (
+    EXTERNAL_DATA_THRESHOLD,
+    external_data_inlined,
+    save_model,
+    weight_bytes,
+)
 
 _LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -20,6 +26,8 @@ _LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+TIMEOUT_ENV = "ONNXSMITH_RUN_TIMEOUT"
+DEFAULT_RUN_TIMEOUT = 600.0
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -69,7 +77,9 @@ def create_session(
         SessionError: ORT refused the model; the message names it.
     """
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    # Fatal only: ORT's error lines repeat what the exception says, across several coloured
+    # lines on stderr, which would break the CLI's one-line error.
+    options.log_severity_level = 4
     options.graph_optimization_level = _LEVELS[optimization]
     if threads is not None:
         options.intra_op_num_threads = threads
@@ -100,9 +110,9 @@ def _label(model: ir.Model | str | os.PathLike[str]) -> str:
 def _session_from_ir(
     model: ir.Model, options: ort.SessionOptions, providers: list[str]
 ) -> ort.InferenceSession:
-    # ORT cannot resolve external data files from serialized bytes.
-    if weight_bytes(model) <= EXTERNAL_DATA_THRESHOLD and not has_external_data(model):
-        data = ir.to_proto(model).SerializeToString()
+    if weight_bytes(model) <= EXTERNAL_DATA_THRESHOLD:
+        with external_data_inlined(model, initializers=True):
+            data = ir.to_proto(model).SerializeToString()
         return ort.InferenceSession(data, options, providers=providers)
     folder = tempfile.TemporaryDirectory(prefix="onnxsmith-session-")
     path = Path(folder.name) / "model.onnx"
@@ -113,11 +123,45 @@ def _session_from_ir(
 
 
 def run(
-    session: ort.InferenceSession, feeds: Mapping[str, np.ndarray], label: str = "model"
+    session: ort.InferenceSession,
+    feeds: Mapping[str, np.ndarray],
+    label: str = "model",
+    *,
+    timeout: float | None = None,
 ) -> list[np.ndarray]:
-    """Runs one feed; ORT errors become `SessionError` naming the model."""
+    """Runs one feed; ORT errors become `SessionError` naming the model.
+
+    Args:
+        timeout: seconds after which ORT is told to stop (default: `run_timeout()`); a model
+            from an untrusted source can hold a Loop that never ends.
+    """
+    limit = run_timeout() if timeout is None else timeout
+    options = ort.RunOptions()
+    options.log_severity_level = 4
+    watchdog = threading.Timer(limit, lambda: setattr(options, "terminate", True))
+    if limit > 0:
+        watchdog.start()
     try:
-        return session.run(None, dict(feeds))
+        return session.run(None, dict(feeds), options)
     except Exception as e:  # see create_session
+        if options.terminate:
+            raise SessionError(
+                f"{label}: onnxruntime stopped the run after {limit:g} s — raise "
+                f"{TIMEOUT_ENV} (seconds, 0 = no limit) if the model is really that slow"
+            ) from e
         reason = str(e).strip().splitlines()[0]
         raise SessionError(f"{label}: onnxruntime failed to run the model ({reason})") from e
+    finally:
+        watchdog.cancel()
+
+
+def run_timeout() -> float:
+    """Seconds one ORT run may take: `$ONNXSMITH_RUN_TIMEOUT`, default 600, 0 for no limit."""
+    raw = os.environ.get(TIMEOUT_ENV, str(DEFAULT_RUN_TIMEOUT))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise UsageError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds — unset it or use 600")
+    return value

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
@@ -93,12 +94,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.remove("--debug")
     logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR, format="%(message)s")
     try:
-        args = build_parser().parse_args(args_list)
-        return int(VERBS[args.verb].run(args) or 0)
+        with warnings.catch_warnings():
+            # Library warnings (numpy overflow on a hostile weight, onnx deprecations) would
+            # break the one-line contract; --debug shows them.
+            warnings.simplefilter("default" if debug else "ignore")
+            args = build_parser().parse_args(args_list)
+            return int(VERBS[args.verb].run(args) or 0)
     except OnnxsmithError as e:
         if debug:
             traceback.print_exc()
-        print(f"onnxsmith: error: {e}", file=sys.stderr)
+        print(f"onnxsmith: error: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("onnxsmith: interrupted", file=sys.stderr)
@@ -106,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if debug:
             traceback.print_exc()
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        reason = printable(str(e).strip().splitlines()[0]) if str(e).strip() else ""
         print(
             f"onnxsmith: internal error: {type(e).__name__}: {reason} — rerun with --debug and "
             "report it",

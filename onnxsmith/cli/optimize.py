@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from onnxsmith.cli.render import console, megabytes, pipeline_table
+from onnxsmith.cli.render import console, megabytes, pipeline_table, plain
+from onnxsmith.errors import UsageError
+from onnxsmith.io import check_output_path, save_json
 from onnxsmith.optimize import optimize_file
 
 HELP = "clean up a model: constants, folding, BN fusion, dead code, dedup, opset, shapes"
@@ -32,6 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json:
+        # Checked before any work, so a bad report path never leaves a model behind.
+        if Path(args.json).resolve() == Path(args.output).resolve():
+            raise UsageError("optimize: --json and -o name the same file — pick two paths")
+        check_output_path(Path(args.json), [args.model])
     report = optimize_file(
         args.model,
         args.output,
@@ -44,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(pipeline_table(report.pipeline))
     (n0, n1), (b0, b1) = report.nodes, report.weight_bytes
     console.print(f"nodes {n0} → {n1}, weights {megabytes(b0)} → {megabytes(b1)}")
-    console.print(f"parity: {report.parity_note}")
-    console.print(f"wrote {args.output}")
+    console.print("parity:", plain(report.parity_note))
+    console.print("wrote", plain(args.output))
     if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+        save_json(report.as_dict(), args.json, inputs=[args.model])
     return 0

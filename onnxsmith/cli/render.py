@@ -7,11 +7,25 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from onnxsmith.pipeline import PipelineReport
 from onnxsmith.summary import ModelSummary
 
 console = Console(highlight=False)
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """`text` with control characters escaped (`\\x1b`), so a name cannot drive the terminal."""
+    return "".join(
+        c if c.isprintable() or (newlines and c == "\n") else c.encode("unicode_escape").decode()
+        for c in text
+    )
+
+
+def plain(value: object) -> Text:
+    """Untrusted text (paths, model names, metadata) for rich: no markup, no escape codes."""
+    return Text(printable(str(value), newlines=True))
 
 
 def megabytes(n: int | None) -> str:
@@ -24,7 +38,7 @@ def print_json(data: Any) -> None:
 
 
 def summary_table(s: ModelSummary) -> Table:
-    table = Table(title=s.path or "model", show_header=False, title_justify="left")
+    table = Table(title=plain(s.path or "model"), show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     w = s.weights
@@ -45,7 +59,7 @@ def summary_table(s: ModelSummary) -> Table:
         ("metadata", "\n".join(f"{k}={v}" for k, v in s.metadata.items()) or "-"),
     ]
     for field, value in rows:
-        table.add_row(field, value)
+        table.add_row(field, plain(value))
     return table
 
 
@@ -60,5 +74,6 @@ def pipeline_table(report: PipelineReport) -> Table:
             if p.nodes_before != p.nodes_after
             else str(p.nodes_after)
         )
-        table.add_row(p.name, nodes, "yes" if p.modified else "-", stats, f"{p.seconds * 1e3:.0f}")
+        changed = "yes" if p.modified else "-"
+        table.add_row(plain(p.name), nodes, changed, plain(stats), f"{p.seconds * 1e3:.0f}")
     return table

@@ -2,6 +2,7 @@
 
 from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
 from onnxsmith.passes.cleanup.bias import FuseConvBiasPass
+from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
 from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
@@ -9,6 +10,7 @@ from onnxsmith.passes.cleanup.recipe import cleanup_passes
 from onnxsmith.passes.cleanup.simplify import SimplifyPass
 
 __all__ = [
+    "DeduplicateInitializersPass",
     "FoldBatchNormPass",
     "FuseConvBiasPass",
     "RemoveDropoutPass",

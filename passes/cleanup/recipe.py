@@ -6,6 +6,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
 from onnxsmith.passes.cleanup.bias import FuseConvBiasPass
+from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
 from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
@@ -38,7 +39,7 @@ def cleanup_passes(
         common.RemoveUnusedNodesPass(),
         common.RemoveUnusedFunctionsPass(),
         common.RemoveUnusedOpsetsPass(),
-        common.DeduplicateHashedInitializersPass(),
+        DeduplicateInitializersPass(),
         common.ShapeInferencePass(strict_mode=False),
     ]
     return passes
