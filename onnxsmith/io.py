@@ -109,6 +109,43 @@ def save_model(
     return path
 
 
+@contextlib.contextmanager
+def external_data_inlined(model: ir.Model, *, initializers: bool) -> Iterator[None]:
+    """Swaps external tensors for in-memory copies while the model is serialized.
+
+    `ir.save` keeps an external tensor's old location (relative to the *input's* folder) unless
+    it writes a new data file, and never rewrites tensors held in attributes: either way the
+    output would point at the input's data file, or at nothing once it sits elsewhere. Bytes
+    handed to ORT need the same: ORT resolves such locations against the current directory.
+
+    Args:
+        initializers: inline external initializers too (False when `ir.save` writes them).
+    """
+    restore: list[Callable[[], None]] = []
+
+    def loaded(tensor: ir.ExternalTensor) -> ir.Tensor:
+        return ir.Tensor(tensor.numpy(), dtype=tensor.dtype, name=tensor.name)
+
+    try:
+        for graph in model.graphs():
+            for value in graph.initializers.values():
+                tensor = value.const_value
+                if initializers and isinstance(tensor, ir.ExternalTensor):
+                    value.const_value = loaded(tensor)
+                    restore.append(functools.partial(setattr, value, "const_value", tensor))
+            for node in graph:
+                for name, attr in list(node.attributes.items()):
+                    if attr.type == ir.AttributeType.TENSOR and isinstance(
+                        attr.value, ir.ExternalTensor
+                    ):
+                        node.attributes[name] = ir.AttrTensor(name, loaded(attr.value))
+                        restore.append(functools.partial(node.attributes.__setitem__, name, attr))
+        yield
+    finally:
+        for undo in reversed(restore):
+            undo()
+
+
 def save_json(data: Any, path: str | os.PathLike[str], *, inputs: Iterable[Any] = ()) -> Path:
     """Writes `data` as indented JSON atomically, with the same refusals as `save_model`."""
     path = Path(path)

@@ -25,6 +25,7 @@ from onnxsmith.cli import (
     run,
     serve_export,
 )
+from onnxsmith.cli.render import printable
 from onnxsmith.errors import OnnxsmithError, UsageError
 
 # One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
