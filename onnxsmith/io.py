@@ -7,13 +7,15 @@ run) sees the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
