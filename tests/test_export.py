@@ -48,7 +48,7 @@ def test_cnn_with_batchnorm_in_train_mode(tmp_path):
     assert model.training and model.features[1].training  # mode restored
     assert report.exporter == "dynamo" and report.fallback_reason is None
     assert report.parity is not None and report.parity.passed
-    assert {r.case for r in report.parity.rows} == {"example", "batch=1", "batch=5"}
+    assert {r.case for r in report.parity.rows} == {"example", "shuffled", "batch=1", "batch=5"}
     onnx_model = load_model(out)
     ops = {n.op_type for n in onnx_model.graph}
     assert "BatchNormalization" not in ops and "Dropout" not in ops
@@ -70,7 +70,9 @@ def test_mlp_from_a_file_target_with_input_shape(cli, tmp_path):
     assert "x: float32[batchx16]" in stdout and "parity vs torch" in stdout
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["exporter"] == "dynamo" and report["opset"] == 18
-    assert report["parity"]["passed"] and len(report["parity"]["rows"]) == 3
+    assert (
+        report["parity"]["passed"] and len(report["parity"]["rows"]) == 4
+    )  # example, shuffled, 2 sizes
     onnx_model = load_model(out)
     assert onnx_model.opset_imports[""] == 18
     assert "layers.0.weight" in onnx_model.graph.initializers  # torch's names, no wrapper prefix
@@ -149,7 +151,7 @@ def test_dict_inputs_and_picking_a_dict_output(tmp_path):
     report = export(zoo.DictIO().eval(), feed, out, dynamic_axes=axes, output_names=["pooled"])
     assert report.outputs == ("pooled: float32[batchx8]",)
     assert report.inputs == ("ids: int64[batchxsequence]", "mask: float32[batchxsequence]")
-    assert report.parity is not None and len(report.parity.rows) == 6
+    assert report.parity is not None and len(report.parity.rows) == 7  # + the shuffled case
 
 
 def test_size_dependent_code_fails_parity_and_writes_nothing(tmp_path):

@@ -13,6 +13,7 @@ _SIZE_LIMIT = 1 << 22
 # Folding f(W) while W itself stays in use stores W twice (silero-vad's LSTM weights grew the
 # file by 45 % that way); below this many elements the copy does not matter.
 _SHARED_WEIGHT_ELEMENTS = 4096
+_MAX_ROUNDS = 4
 
 
 def _keeps_weights_single(node: ir.Node) -> bool | None:
@@ -37,12 +38,18 @@ class SimplifyPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> StatsResult:
         before = count_nodes(model)
-        onnxscript.optimizer.optimize_ir(
-            model,
-            onnx_shape_inference=True,
-            input_size_limit=_SIZE_LIMIT,
-            output_size_limit=_SIZE_LIMIT,
-            should_fold=_keeps_weights_single,
-        )
-        after = count_nodes(model)
+        # optimize_ir stops after two rounds; repeat to a fixpoint so the pass is idempotent.
+        after, previous = before, -1
+        for _ in range(_MAX_ROUNDS):
+            previous = after
+            onnxscript.optimizer.optimize_ir(
+                model,
+                onnx_shape_inference=True,
+                input_size_limit=_SIZE_LIMIT,
+                output_size_limit=_SIZE_LIMIT,
+                should_fold=_keeps_weights_single,
+            )
+            after = count_nodes(model)
+            if after == previous:
+                break
         return StatsResult(model, modified=after != before, stats={"nodes_removed": before - after})
