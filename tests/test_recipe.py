@@ -96,3 +96,13 @@ def test_missing_recipe_and_bad_set(cli, recipe, tmp_path):
     assert code == 2 and "does not address" in err
     code, _, err = cli("run", recipe, "--set", "nonsense")
     assert code == 2 and "key=value" in err
+
+
+@pytest.mark.parametrize("name", ["edge_cnn", "ensemble", "text_embedding"])
+def test_shipped_recipes_validate(cli, name):
+    from pathlib import Path
+
+    recipe = Path(__file__).parents[1] / "recipes" / f"{name}.toml"
+    code, out, err = cli("run", recipe, "--dry-run")
+    assert code == 0, err
+    assert "onnxsmith quantize" in out or "onnxsmith merge" in out

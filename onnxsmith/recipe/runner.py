@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxsmith.errors import OnnxsmithError, UsageError, name_list
-from onnxsmith.recipe.spec import Recipe, allowed_options, to_argv
+from onnxsmith.recipe.spec import Recipe, allowed_options, to_argv, writes_output
 
 RUN_FILE = "run.json"
 _MAX_METRICS_BYTES = 200_000
@@ -83,7 +83,7 @@ class Planner:
             if key in allowed and key not in options:
                 options[key] = str(path)
         output = None
-        if "output" in {a.dest for a in parser._actions}:
+        if writes_output(parser):
             suffix = "" if verb == "serve-export" else ".onnx"
             output = self.out / f"{label}{suffix}"
         reports = []

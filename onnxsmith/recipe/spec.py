@@ -73,11 +73,17 @@ def to_argv(options: dict[str, Any], parser: argparse.ArgumentParser) -> list[st
     return argv
 
 
+def writes_output(parser: argparse.ArgumentParser) -> bool:
+    """Whether the verb takes `-o OUTPUT` (the runner chooses that path itself)."""
+    return any("-o" in action.option_strings for action in parser._actions)
+
+
 def allowed_options(parser: argparse.ArgumentParser) -> list[str]:
     keys = []
+    owned = {"--help", "--output"} if writes_output(parser) else {"--help"}
     for action in parser._actions:
         for flag in action.option_strings:
-            if flag.startswith("--") and flag not in ("--help", "--output"):
+            if flag.startswith("--") and flag not in owned:
                 keys.append(flag[2:].replace("-", "_"))
     return sorted(set(keys))
 
