@@ -39,11 +39,14 @@ class Val:
         return len(self.shape)
 
 
-@dataclasses.dataclass(frozen=True)
 class Generated:
-    """A drawn model; its repr is the ONNX text form, so a failing example is readable."""
+    """A drawn model; its repr is the ONNX text form, so a failing example is readable.
 
-    proto: onnx.ModelProto
+    (A plain class: hypothesis prints dataclasses field by field, not through `__repr__`.)
+    """
+
+    def __init__(self, proto: onnx.ModelProto) -> None:
+        self.proto = proto
 
     def __repr__(self) -> str:
         return onnx.printer.to_text(self.proto)

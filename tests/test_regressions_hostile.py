@@ -251,3 +251,31 @@ def test_folded_transpose_of_a_weight_survives_deduplication():
     model, _ = apply(cleanup_passes(), ir.from_proto(proto))
     assert [n.op_type for n in model.graph] == ["MatMul"]
     np.testing.assert_array_equal(create_session(model).run(None, feed)[0], expected)
+
+
+def test_matmul_add_batchnorm_folds_in_one_run_without_declared_shapes():
+    """Found by the property tests: with no value_info the BN after MatMul+Add was folded only
+    by a second `optimize` (the MatMul's rank was unknown until the final shape inference)."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w": rng.normal(size=(2, 1)),
+        "b": [0.1],
+        "gamma": [0.5],
+        "beta": [0.06],
+        "mean": [0.08],
+        "var": [1.1],
+    }
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("MatMul", ["r", "w"], ["m"]),
+        helper.make_node("Add", ["m", "b"], ["a"]),
+        helper.make_node("BatchNormalization", ["a", "gamma", "beta", "mean", "var"], ["y"]),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])
+    initializers = [
+        onnx.numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in weights.items()
+    ]
+    proto = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializers))
+    model, _ = apply(cleanup_passes(), ir.from_proto(proto))
+    assert "BatchNormalization" not in [n.op_type for n in model.graph]
