@@ -37,12 +37,12 @@ from onnxsmith.passes.prune import (
 )
 from onnxsmith.pipeline import StatsResult, apply
 from onnxsmith.provenance import record_step
+from onnxsmith.runtime.cpu import simd_block
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.parity import random_feed
 from onnxsmith.runtime.prune_speed import GroupSpeed, measure_group_speed
 from onnxsmith.runtime.prune_stats import collect_input_stats, collect_pair_stats
 from onnxsmith.runtime.session import create_session, run
-from onnxsmith.runtime.simd import simd_block
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 from onnxsmith.signature import input_specs
 

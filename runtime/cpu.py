@@ -1,4 +1,7 @@
-"""What the CPU's int8 kernels can do: decides 7-bit weights for static int8 on x86 without VNNI."""
+"""What this CPU's kernels can do, from /proc/cpuinfo: int8 saturation and the SIMD width.
+
+The one reader of /proc/cpuinfo's flags; `machine.py` describes the machine with the same set.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +9,21 @@ import functools
 import platform
 from pathlib import Path
 
-_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 _X86 = ("x86_64", "amd64", "i386", "i686")
 
 
 @functools.cache
 def cpu_flags() -> frozenset[str]:
-    """The `flags` of the first CPU in /proc/cpuinfo (empty where there is none)."""
+    """The `flags` (x86) or `Features` (Arm) of the first CPU in /proc/cpuinfo; empty if none."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         return frozenset()
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return frozenset(line.split(":", 1)[1].split())
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
     return frozenset()
 
 
@@ -34,4 +38,21 @@ def int8_saturates(flags: frozenset[str] | None = None, machine: str | None = No
     if machine not in _X86:
         return False
     flags = cpu_flags() if flags is None else flags
-    return not any(f in flags for f in _VNNI_FLAGS)
+    return not any(f in flags for f in VNNI_FLAGS)
+
+
+def simd_block(flags: frozenset[str] | None = None) -> tuple[int, str]:
+    """(float32 lanes, how it was found): 16 with AVX-512, 8 with AVX/AVX2, 4 otherwise.
+
+    ONNX Runtime's CPU convolutions block channels by the vector width (NCHWc with 8 floats on
+    AVX2, 16 on AVX-512); a channel count that is not a multiple falls off the fast path, which
+    is why a thinner model can be slower than the original.
+    """
+    flags = cpu_flags() if flags is None else flags
+    if "avx512f" in flags:
+        return 16, "AVX-512 (avx512f in /proc/cpuinfo): 16 floats per vector"
+    if "avx2" in flags or "avx" in flags:
+        return 8, "AVX2 (avx2 in /proc/cpuinfo): 8 floats per vector"
+    if flags & {"asimd", "neon", "sse2"}:
+        return 4, f"128-bit SIMD ({platform.machine()}): 4 floats per vector"
+    return 8, "no SIMD flags found in /proc/cpuinfo; assumed 8 floats per vector"

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from onnxsmith.runtime.cpu import VNNI_FLAGS, cpu_flags
 
 # The flags that change which kernels ONNX Runtime picks (x86 names from /proc/cpuinfo, then
 # the aarch64 ones). VNNI / dot-product instructions are what make int8 MatMul/Conv fast.
@@ -40,7 +41,6 @@ ISA_FLAGS = (
     "sve2",
     "bf16",
 )
-_VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +71,7 @@ class MachineInfo:
     @property
     def vnni(self) -> bool:
         """int8 dot-product instructions (AVX-VNNI, AVX512-VNNI, AMX or Arm dotprod)."""
-        return any(flag in self.isa_flags for flag in _VNNI_FLAGS)
+        return any(flag in self.isa_flags for flag in VNNI_FLAGS)
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -82,7 +82,7 @@ class MachineInfo:
 def machine_info() -> MachineInfo:
     """Describes this machine and the onnxruntime build in use."""
     cpuinfo = _read("/proc/cpuinfo")
-    flags = set(_field(cpuinfo, "flags", "Features").split())
+    flags = cpu_flags()
     logical = os.cpu_count() or 1
     affinity = getattr(os, "sched_getaffinity", None)
     return MachineInfo(

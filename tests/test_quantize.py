@@ -13,7 +13,7 @@ import onnx
 import onnx_ir as ir
 import pytest
 from conftest import digest
-from onnxsmith.runtime.cpu import int8_saturates
+from onnxsmith.runtime.cpu import int8_saturates, simd_block
 from onnxsmith.runtime.session import create_session
 from quant_models import image_feeds, mlp, sequence_feeds, write_feeds
 
@@ -168,6 +168,14 @@ def test_int8_saturation_is_detected_from_cpu_flags():
     assert not int8_saturates(frozenset({"avx2", "avx512_vnni"}), "x86_64")
     assert not int8_saturates(frozenset({"avx2", "avx_vnni"}), "AMD64")
     assert not int8_saturates(frozenset(), "aarch64")
+
+
+def test_simd_block_follows_the_widest_vector_unit():
+    assert simd_block(frozenset({"avx2", "avx512f"}))[0] == 16
+    assert simd_block(frozenset({"avx", "avx2", "fma"}))[0] == 8
+    assert simd_block(frozenset({"asimd", "asimddp"}))[0] == 4
+    width, why = simd_block(frozenset())
+    assert width == 8 and "assumed" in why
 
 
 # -- CLI contract: one-line errors, exit codes, nothing written ------------------------------
