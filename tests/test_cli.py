@@ -92,3 +92,14 @@ def test_every_verb_has_help_with_an_example(capsys):
             main([verb, "--help"])
         assert info.value.code == 0
         assert f"example:\n  onnxsmith {verb}" in capsys.readouterr().out
+
+
+def test_top_level_help_lists_every_verb(capsys):
+    from onnxsmith.cli.main import VERBS, main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(verb in out for verb in VERBS)
+    assert "ratios with 95 %" in out  # bench's help, which argparse would %-format

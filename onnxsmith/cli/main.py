@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module in VERBS.items():
         sub = verbs.add_parser(
             name,
-            help=module.HELP,
+            help=module.HELP.replace("%", "%%"),  # argparse %-formats a help string
             description=module.HELP,
             epilog=f"example:\n  {module.EXAMPLE}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
