@@ -77,8 +77,8 @@ def quantize(
         max_loss: allowed loss in that metric on every output (default 0.01: cosine >= 0.99).
         method: calibration: minmax, percentile, entropy, mse, or auto (try all, keep best).
         per_channel: int8 weights per output channel (else per tensor).
-        smoothquant: "auto" (tried when the target is missed), "search" (always, alpha
-            searched), "off", or an alpha in [0, 1].
+        smoothquant: "auto" (tried; kept when the target needs it or it cuts the loss by
+            `SMOOTHING_GAIN`), "search" (always, alpha searched), "off", or an alpha in [0, 1].
         ops: op types to quantize (default Conv, ConvTranspose, MatMul, Gemm).
         exclude: node names to keep in fp32.
         latency_aware: keep an int8 mode for an op group only if it runs faster here, and

@@ -109,6 +109,20 @@ def test_smoothquant_rescues_the_outlier_node(mlp_case, tmp_path):
     assert sum(label.startswith("SmoothQuant alpha") for label in labels) >= 2
 
 
+def test_default_smoothquant_is_kept_when_it_cuts_the_loss_even_with_the_target_met(
+    mlp_case, tmp_path
+):
+    model, calib = mlp_case
+    report = quantize(
+        model, tmp_path / "int8.onnx", calib=calib, max_loss=0.5, latency_aware=False,
+        method="minmax", ops=["MatMul"], timing_seconds=0.2,
+    )  # fmt: skip
+    plain = report.result.trials[0]  # the one unsmoothed trial, with one method
+    assert plain.loss <= 0.5  # met without smoothing ...
+    assert report.result.smoothing is not None  # ... and smoothed all the same
+    assert report.result.score.loss <= 0.8 * plain.loss
+
+
 def test_impossible_max_loss_writes_the_best_model_and_warns(cli, cnn_case, tmp_path):
     model, calib = cnn_case
     out = tmp_path / "int8.onnx"

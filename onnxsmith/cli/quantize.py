@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="search",
         default="auto",
         metavar="ALPHA",
-        help="always apply SmoothQuant (alpha searched unless given); default: only when the "
-        "target is missed",
+        help="always apply SmoothQuant (alpha searched unless given); default: tried, and kept "
+        "when it is needed for the target or cuts the loss by a fifth or more",
     )
     smooth.add_argument(
         "--no-smoothquant",
