@@ -1,10 +1,13 @@
-"""A synthetic model over 2 GB (external data) through `inspect` and `optimize`: peak RSS, wall.
+"""A model over 2 GB (external data) through `inspect`, `optimize` and `merge`, and calibration
+on a data dir of several GB: peak RSS and wall time of each verb.
 
 The model is an MLP of 4096-wide layers as exporters write it (MatMul + Add bias, a
 BatchNormalization every fourth layer, Relu, Dropout); its weights are streamed to `big.onnx.data`
-one layer at a time, so building it never holds more than one layer in memory. Each verb runs
-as a child process of the installed `onnxsmith`; its peak RSS comes from `os.wait4`
-(ru_maxrss of that child alone).
+one layer at a time, so building it never holds more than one layer in memory. `merge` takes
+two copies of it (mode mean: the identical weights are stored once). Calibration: `quantize`
+streams a data dir of `--calib-gb` GB (4 MiB feeds) and a tenth of it; equal peaks mean memory
+does not grow with the data. Each verb runs as a child process of the installed `onnxsmith`;
+its peak RSS is the ru_maxrss of that child alone.
 
     .venv/bin/python -P bench/large_model.py --out bench/out/large            # ~2.2 GB, 33 layers
     .venv/bin/python -P bench/large_model.py --out /tmp/large --layers 33 --markdown
@@ -93,10 +96,36 @@ def build(folder: Path, layers: int, seed: int = 0) -> Path:
     return path
 
 
+def calibration_case(folder: Path, feeds: int, seed: int = 0) -> tuple[Path, Path, Path]:
+    """A 1024→256 MatMul model, `feeds` calibration files of 4 MiB each, and 4 eval files."""
+    rng = np.random.default_rng(seed)
+    weight = numpy_helper.from_array(rng.standard_normal((1024, 256), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "calib_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1024])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 256])],
+        [weight],
+    )
+    model = folder / "small.onnx"
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.write_bytes(proto.SerializeToString())
+    dirs = []
+    for name, count in ((f"calib{feeds}", feeds), ("eval", 4)):
+        data = folder / name
+        data.mkdir(exist_ok=True)
+        for i in range(count):
+            x = rng.standard_normal((1024, 1024), dtype=np.float32)
+            np.savez(data / f"{i:05d}.npz", x=x)
+        dirs.append(data)
+    return model, dirs[0], dirs[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="scratch folder (needs ~3× the model size on disk)")
     parser.add_argument("--layers", type=int, default=33, help="64 MiB each; 33 ≈ 2.2 GB")
+    parser.add_argument("--calib-gb", type=float, default=3.0, help="calibration data dir size")
     parser.add_argument("--markdown", action="store_true", help="print a RESULTS.md table")
     parser.add_argument("--measure", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -120,7 +149,23 @@ def main() -> int:
             str(folder / "opt_nocheck.onnx"),
             "--no-check",
         ],
+        "merge --mode mean (2 copies)": [
+            "merge",
+            str(model),
+            str(model),
+            "-o",
+            str(folder / "merged.onnx"),
+            "--mode",
+            "mean",
+        ],
     }
+    feeds = max(1, round(args.calib_gb * 2**30 / 2**22))
+    for count in (max(1, feeds // 10), feeds):
+        small, calib, evaluation = calibration_case(folder, count)
+        runs[f"quantize, calibration on {count * 4 / 1024:.2f} GB"] = [
+            "quantize", str(small), "-o", str(folder / f"q{count}.onnx"), "--calib", str(calib),
+            "--eval", str(evaluation), "--method", "minmax", "--no-latency-aware",
+        ]  # fmt: skip
     failed = False
     for label, argv in runs.items():
         code, wall, peak, err = _run_measured(argv)
@@ -128,7 +173,7 @@ def main() -> int:
         if code != 0:
             print(f"{label}: exit {code}: {err.strip()}", file=sys.stderr)
             failed = True
-    for out in ("opt.onnx", "opt_nocheck.onnx"):
+    for out in ("opt.onnx", "opt_nocheck.onnx", "merged.onnx"):
         failed |= not _valid_external_output(folder / out)
     print(f"model: {args.layers} layers, {size / 1e9:.2f} GB on disk")
     if args.markdown:

@@ -5,8 +5,8 @@
   from a temp folder, as for a real >2 GB model).
 - A data dir is streamed: reading 40 files holds about one file in memory (tracemalloc counts
   numpy's buffers), while holding them all would take 40.
-- The real thing (a 2.2 GB model) is bench/large_model.py; `test_over_2gb_model` runs it when
-  ONNXSMITH_LARGE=1 (`make fuzz` sets it).
+- The real thing (a 2.2 GB model through inspect, optimize and merge) is bench/large_model.py;
+  `test_over_2gb_model` runs it when ONNXSMITH_LARGE=1 (`make fuzz` sets it).
 """
 
 from __future__ import annotations
@@ -84,10 +84,20 @@ def test_data_dir_is_streamed_one_file_at_a_time(tmp_path):
 
 @pytest.mark.large
 @pytest.mark.skipif(os.environ.get("ONNXSMITH_LARGE") != "1", reason="set ONNXSMITH_LARGE=1")
-def test_over_2gb_model_through_inspect_and_optimize(tmp_path):
+def test_over_2gb_model_through_inspect_optimize_and_merge(tmp_path):
     script = ROOT / "bench" / "large_model.py"
     done = subprocess.run(
-        [sys.executable, "-P", str(script), "--out", str(tmp_path), "--layers", "33"],
+        [
+            sys.executable,
+            "-P",
+            str(script),
+            "--out",
+            str(tmp_path),
+            "--layers",
+            "33",
+            "--calib-gb",
+            "1",
+        ],
         capture_output=True,
         text=True,
         timeout=1800,
