@@ -32,8 +32,8 @@ def render_markdown(result: BenchmarkResult) -> str:
         f"- memory: {options['memory_method']}",
         f"- feeds: {options['feeds']}",
         "",
-        "Plots (latency distributions, ratios, accuracy vs latency, throughput vs batch) are in "
-        "report.html; every number is in report.json.",
+        "Plots (latency distributions, ratios, accuracy vs latency, throughput vs batch, "
+        "latency vs threads) are in report.html; every number is in report.json.",
         "",
     ]
     return "\n".join(parts)

@@ -110,6 +110,7 @@ def _ratios(result: BenchmarkResult) -> Plot:
     ax.errorbar(ratios, positions, xerr=[ratios - low, high - ratios], fmt="o", capsize=4)
     ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(positions, names)
+    ax.set_ylim(-0.5, len(names) - 0.5)  # default margins put the end rows' dots on the frame
     ax.set_xlabel(f"p50 latency / p50 of {names[0]}  (< 1 is faster)")
     ax.grid(axis="x", alpha=0.3)
     return Plot("p50 ratio vs first model", _png(figure), "dots: ratio; bars: bootstrap 95 % CI")
@@ -145,6 +146,10 @@ def _pareto(result: BenchmarkResult) -> Plot:
         linestyle="--",
         linewidth=1,
         drawstyle="steps-post",
+        # rings mark the front's points: a front of one point draws no line at all
+        marker="o",
+        markersize=12,
+        markerfacecolor="none",
         label="Pareto front",
     )
     ax.set_xlabel("p50 latency (ms)  (left is faster)")
