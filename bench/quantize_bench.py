@@ -417,7 +417,8 @@ def peers(case: Case, folder: Path) -> list[Result]:
         results.append(run_tool(
             "ORT transformers optimizer (bert) + quantize_dynamic (per-channel)", fused,
             lambda: quantize_dynamic(str(bert_fused(case.model, folder)), str(fused),
-                                     per_channel=True, weight_type=QuantType.QInt8),
+                                     per_channel=True, weight_type=QuantType.QInt8,
+                                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT}),
         ))  # fmt: skip
     try:
         import nncf

@@ -22,12 +22,13 @@ import onnx_ir as ir
 
 from onnxsmith.errors import PassError, UsageError, name_list
 from onnxsmith.io import load_model, save_model, weight_bytes
+from onnxsmith.passes.cleanup.shapes import DropIntermediateShapesPass
 from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
 from onnxsmith.pipeline import apply, count_nodes
 from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
 from onnxsmith.quantize_report import LayerRow, QuantizeReport
-from onnxsmith.quantize_search import Search, SearchSettings, observable_output
+from onnxsmith.quantize_search import Search, SearchSettings, clone, observable_output
 from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import int8_saturates
 from onnxsmith.runtime.data import DataDir, Feed
@@ -148,9 +149,24 @@ def quantize(
     reporter.phase("checking latency against fp32 (interleaved) and ORT's kernels")
     kernels, session = runtime_kernels(model, threads=threads)
     fp32_sessions = (evalset.session, create_session(prepared, threads=threads))
-    latency = measure_latency(
-        *fp32_sessions, session, eval_feeds[:_TIMING_FEEDS], seconds=timing_seconds
+    finalists = [model]
+    if latency_aware:  # the same graph without intermediate shapes: ORT may fuse it otherwise
+        lean = clone(model)
+        if DropIntermediateShapesPass()(lean).modified:
+            finalists.append(lean)
+    sessions = [session, *(create_session(c, threads=threads) for c in finalists[1:])]
+    latencies = measure_latency(
+        *fp32_sessions, sessions, eval_feeds[:_TIMING_FEEDS], seconds=timing_seconds
     )
+    fastest = min(range(len(finalists)), key=lambda i: latencies[i].vs_input[0])
+    model, latency = finalists[fastest], latencies[fastest]
+    shapes = "kept"
+    if len(finalists) > 1:
+        with_them, without = (f"{lat.vs_input[0]:.2f}x" for lat in latencies)
+        shapes = f"{'dropped' if fastest else 'kept'} ({with_them} with, {without} without)"
+        reporter.phase(f"intermediate shapes {shapes}")
+    if fastest:
+        kernels, _ = runtime_kernels(model, threads=threads)
     if result.plan.nodes("static") and kernels.integer_kernels == 0:
         warnings.append(
             "onnxruntime fused none of the Q/DQ nodes into integer kernels: static nodes run as "
@@ -180,6 +196,7 @@ def quantize(
         "latency_aware": latency_aware,
         "format": quant_format,
         "static_weight_bits": result.weight_bits,
+        "intermediate_shapes": shapes,
     }
     report = QuantizeReport(
         source=str(source),

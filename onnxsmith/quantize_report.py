@@ -132,6 +132,7 @@ class QuantizeReport:
             f"- calibration: {r.method or 'not needed (no static nodes)'}; SmoothQuant: "
             f"{'alpha ' + format(r.smoothing.alpha, 'g') if r.smoothing else 'off'}",
             f"- ORT kernels: {self.kernels.describe()}",
+            f"- intermediate shapes (value_info): {self.options['intermediate_shapes']}",
             f"- data: {self.data}",
             f"- wall time: {self.seconds:.1f} s",
             "",

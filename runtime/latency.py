@@ -25,19 +25,22 @@ class Latency:
 def measure_latency(
     original: ort.InferenceSession,
     prepared: ort.InferenceSession,
-    quantized: ort.InferenceSession,
+    quantized: Sequence[ort.InferenceSession],
     feeds: Sequence[Feed],
     *,
     seconds: float = 8.0,
-) -> Latency:
-    """Times the three sessions round-robin for about `seconds` and returns the ratios."""
-    times = time_interleaved(
-        [original, prepared, quantized], list(feeds), warmup=3, runs=None, seconds=seconds
-    )
-    return Latency(
-        fp32_ms=float(np.median(times[0])),
-        int8_ms=float(np.median(times[2])),
-        vs_input=ratio_ci95(times[2], times[0]),
-        vs_prepared=ratio_ci95(times[2], times[1]),
-        rounds=len(times[0]),
+) -> tuple[Latency, ...]:
+    """Times the fp32 sessions and each quantized candidate round-robin for about `seconds`;
+    returns one `Latency` per candidate, all from the same rounds."""
+    sessions = [original, prepared, *quantized]
+    times = time_interleaved(sessions, list(feeds), warmup=3, runs=None, seconds=seconds)
+    return tuple(
+        Latency(
+            fp32_ms=float(np.median(times[0])),
+            int8_ms=float(np.median(candidate)),
+            vs_input=ratio_ci95(candidate, times[0]),
+            vs_prepared=ratio_ci95(candidate, times[1]),
+            rounds=len(times[0]),
+        )
+        for candidate in times[2:]
     )

@@ -20,6 +20,7 @@ from onnxsmith.passes.cleanup import (
     UpgradeOpsetPass,
     cleanup_passes,
 )
+from onnxsmith.passes.cleanup.shapes import DropIntermediateShapesPass
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.errors import PassError
@@ -219,3 +220,39 @@ class TestCleanupRecipe:
     def test_identical_initializers_are_stored_once(self):
         model, _ = apply(cleanup_passes(), shared_weights_model())
         assert len(model.graph.initializers) == 2
+
+
+def signature(model: ir.Model) -> list[tuple]:
+    return [(v.name, v.dtype, v.shape) for v in (*model.graph.inputs, *model.graph.outputs)]
+
+
+class TestDropIntermediateShapes:
+    def test_drops_inner_shapes_keeps_the_interface_and_outputs(self):
+        model = apply(cleanup_passes(), tiny_cnn())[0]  # ends with shape inference
+        expected = outputs(model, CNN_FEED)
+        interface = [
+            (v.name, v.dtype, v.shape) for v in (*model.graph.inputs, *model.graph.outputs)
+        ]
+        result = DropIntermediateShapesPass()(model)
+        assert result.modified and result.stats["shapes_dropped"] > 0
+        assert not ir.to_proto(model).graph.value_info or all(
+            v.name in model.graph.initializers for v in ir.to_proto(model).graph.value_info
+        )
+        assert [
+            (v.name, v.dtype, v.shape) for v in (*model.graph.inputs, *model.graph.outputs)
+        ] == (interface)
+        np.testing.assert_array_equal(outputs(model, CNN_FEED)[0], expected[0])  # same graph
+
+    def test_is_idempotent_and_a_no_op_without_inferred_shapes(self):
+        model = apply(cleanup_passes(), tiny_cnn())[0]
+        DropIntermediateShapesPass()(model)
+        before = serialize(model)
+        assert not DropIntermediateShapesPass()(model).modified
+        assert serialize(model) == before
+
+    def test_subgraph_outputs_keep_their_types(self):
+        model = apply(cleanup_passes(), if_model())[0]
+        DropIntermediateShapesPass()(model)
+        for graph in model.graphs():
+            assert all(v.type is not None for v in graph.outputs)
+        create_session(model)  # still loads

@@ -14,13 +14,14 @@ import onnx_ir as ir
 import pytest
 from conftest import digest
 from onnxsmith.runtime.cpu import int8_saturates, simd_block
+from onnxsmith.runtime.latency import Latency
 from onnxsmith.runtime.session import create_session
 from quant_models import image_feeds, mlp, sequence_feeds, write_feeds
 
 from onnxsmith.io import load_model, save_model
 from onnxsmith.provenance import steps_applied
 from onnxsmith.quantize import METADATA_KEY, quantize
-from onnxsmith.quantize_search import _ladder, _next_rung
+from onnxsmith.quantize_search import GroupTiming, Search, _ladder, _next_rung
 from onnxsmith.samples import tiny_cnn
 
 FAST = ("--timing-seconds", "0.2")
@@ -166,6 +167,38 @@ def test_latency_aware_run_never_ships_slower_than_fp32_silently(cnn_case, tmp_p
         return
     assert report.latency.vs_prepared[1] <= 1.0
     assert all(t.kept for t in report.result.timings if report.groups()[t.group].get("static"))
+
+
+def test_the_faster_of_with_and_without_intermediate_shapes_is_written(
+    cnn_case, tmp_path, monkeypatch
+):
+    """ORT picks some fusions from value_info; quantize times both forms and keeps the faster
+    (here the timing is stubbed so that the form without shapes wins)."""
+    import onnxsmith.quantize as module
+
+    def stub(original, prepared, quantized, feeds, *, seconds):
+        assert len(quantized) == 2  # the model, then the same model without inner shapes
+        return tuple(
+            Latency(10.0, ms, (ms / 10, 0.0, 0.0), (ms / 10, 0.0, 0.0), 5) for ms in (6, 5)
+        )
+
+    def every_mode_faster(self):
+        groups: dict[str, list] = {}
+        for candidate in self.candidates.values():
+            groups.setdefault(candidate.group, []).append(candidate)
+        return tuple(
+            GroupTiming(g, len(m), {}, tuple(x for x in ("static", "dynamic") if x in m[0].modes))
+            for g, m in groups.items()
+        )
+
+    monkeypatch.setattr(module, "measure_latency", stub)
+    monkeypatch.setattr(Search, "probe_latency", every_mode_faster)
+    model, calib = cnn_case
+    out = tmp_path / "o.onnx"
+    report = quantize(model, out, calib=calib, timing_seconds=0.2)
+    assert report.options["intermediate_shapes"].startswith("dropped (0.60x with, 0.50x without")
+    initializers = set(load_model(out).graph.initializers)
+    assert all(v.name in initializers for v in onnx.load(str(out)).graph.value_info)
 
 
 def test_mode_ladders():
