@@ -33,6 +33,13 @@ class PassError(OnnxsmithError):
     """A transform that cannot be applied to this model; the model is left untouched."""
 
 
+class NotFasterError(PassError):
+    """The transformed model would run slower than its input on this machine; nothing written.
+
+    A verdict about this machine, not a fault: a recipe passes its input on unchanged.
+    """
+
+
 class SessionError(OnnxsmithError):
     """ONNX Runtime refused to load or run a model."""
 

@@ -20,7 +20,7 @@ from typing import Any
 import onnx
 import onnx_ir as ir
 
-from onnxsmith.errors import PassError, UsageError, name_list
+from onnxsmith.errors import NotFasterError, PassError, UsageError, name_list
 from onnxsmith.io import load_model, save_model, weight_bytes
 from onnxsmith.passes.cleanup.shapes import DropIntermediateShapesPass
 from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
@@ -178,7 +178,7 @@ def quantize(
             f"(95% CI {latency.vs_prepared[1]:.2f}-{latency.vs_prepared[2]:.2f}) on this machine"
         )
         if latency_aware:
-            raise PassError(
+            raise NotFasterError(
                 f"quantize: {message} — nothing written; relax --max-loss, or pass "
                 "--no-latency-aware to write it anyway (e.g. for an int8 accelerator)"
             )

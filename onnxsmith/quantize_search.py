@@ -22,7 +22,7 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common
 
-from onnxsmith.errors import OnnxsmithError, PassError
+from onnxsmith.errors import NotFasterError, OnnxsmithError, PassError
 from onnxsmith.passes.quantize import (
     DYNAMIC,
     FP32,
@@ -225,7 +225,7 @@ class Search:
                 f"{t.group}: " + ", ".join(f"{m} {r[0]:.2f}x" for m, r in t.ratios.items())
                 for t in timings
             )
-            raise PassError(
+            raise NotFasterError(
                 f"quantize: no int8 mode runs faster than fp32 on this machine ({measured}) — "
                 "nothing written; pass --no-latency-aware to quantize anyway (e.g. for an int8 "
                 "accelerator)"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import textwrap
 
+import numpy as np
 import pytest
 
-from onnxsmith.io import save_model
+from onnxsmith.digits import write_feeds
+from onnxsmith.errors import NotFasterError
+from onnxsmith.io import load_model, save_model
 from onnxsmith.samples import tiny_cnn
 
 RECIPE = """
@@ -56,6 +59,30 @@ def test_second_run_is_cached_and_set_reruns_downstream(cli, recipe):
     record = json.loads((recipe.parent / "out" / "run.json").read_text())
     argv = record["steps"]["01-optimize"]["argv"]
     assert argv[argv.index("--opset") + 1] == "14"
+
+
+def test_a_step_with_no_gain_here_passes_its_input_on(cli, recipe, monkeypatch):
+    """quantize refusing int8 that runs slower than fp32 is a verdict, not a failure: the chain
+    continues on the unchanged model and run.json says why."""
+    import onnxsmith.cli.quantize as quantize_verb
+
+    def slower(*args, **kwargs):
+        raise NotFasterError("quantize: no int8 mode runs faster than fp32 on this machine")
+
+    monkeypatch.setattr(quantize_verb, "quantize", slower)
+    recipe.write_text(RECIPE.replace('opset = 13', 'opset = 13\n\n[[steps]]\nstep = "quantize"')
+                      + '\n[data]\ncalib = "calib"\n')  # fmt: skip
+    write_feeds(recipe.parent / "calib", np.zeros((4, 1, 8, 8), np.float32))
+    code, out, err = cli("run", recipe)
+    assert code == 0, err
+    assert "passed its input on: quantize: no int8 mode" in out.replace("\n", " ")
+    folder = recipe.parent / "out"
+    step = json.loads((folder / "run.json").read_text())["steps"]["02-quantize"]
+    assert step["status"] == "passed input on" and "no int8 mode" in step["verdict"]
+    passed = load_model(folder / "02-quantize.onnx")
+    optimized = load_model(folder / "01-optimize.onnx")
+    assert [n.op_type for n in passed.graph] == [n.op_type for n in optimized.graph]
+    assert (folder / "99-serve" / "metadata.json").exists()  # the chain went on
 
 
 def test_changed_input_model_reruns(cli, recipe):

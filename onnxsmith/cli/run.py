@@ -46,5 +46,8 @@ def run(args: argparse.Namespace) -> int:
     for r in records:
         table.add_row(r.label, r.status, f"{r.seconds:.1f}", r.output or "-")
     console.print(table)
+    for r in records:
+        if r.verdict:
+            console.print(f"{r.label} passed its input on: {r.verdict}", markup=False)
     console.print(f"record: {recipe.output / RUN_FILE}")
     return 0

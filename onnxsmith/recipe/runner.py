@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from onnxsmith.errors import OnnxsmithError, UsageError, name_list
+from onnxsmith.errors import NotFasterError, OnnxsmithError, UsageError, name_list
+from onnxsmith.io import load_model, save_model
 from onnxsmith.recipe.spec import Recipe, allowed_options, to_argv, writes_output
 
 RUN_FILE = "run.json"
@@ -33,6 +34,7 @@ class Invocation:
     inputs: tuple[Path, ...]  # files and folders whose content decides the result
     output: Path | None
     reports: tuple[Path, ...]  # where the verb writes JSON metrics, if it does
+    source: Path | None = None  # the model this step transforms (the previous step's output)
 
 
 def _fingerprint(path: Path) -> str:
@@ -104,7 +106,8 @@ class Planner:
         # Earlier steps' outputs do not exist yet at plan time; sources (export targets) do.
         inputs = [Path(p) for p in positional if p.endswith(".onnx") or Path(p).exists()]
         inputs += [Path(v) for k, v in options.items() if k in self.recipe.data]
-        return Invocation(label, verb, tuple(argv), tuple(inputs), output, tuple(reports))
+        source = Path(positional[0]) if positional and positional[0].endswith(".onnx") else None
+        return Invocation(label, verb, tuple(argv), tuple(inputs), output, tuple(reports), source)
 
     def plan(self) -> list[Invocation]:
         r = self.recipe
@@ -140,9 +143,10 @@ class Planner:
 @dataclasses.dataclass(frozen=True)
 class StepRecord:
     label: str
-    status: str  # "ran" or "cached"
+    status: str  # "ran", "cached", or "passed input on" (the verb found no gain here)
     seconds: float
     output: str | None
+    verdict: str | None = None  # why the input was passed on
 
 
 def _fingerprints(call: Invocation) -> dict[str, str]:
@@ -184,13 +188,22 @@ def run_recipe(recipe: Recipe, calls: list[Invocation], execute) -> list[StepRec
             records.append(StepRecord(call.label, "cached", 0.0, str(call.output)))
             continue
         start = time.perf_counter()
+        status, verdict = "ran", None
         try:
             execute(list(call.argv))
+        except NotFasterError as e:
+            # Slower than its input here: the step hands its input on, and says why.
+            if call.output is None or call.source is None:
+                raise type(e)(f"run: step {call.label} failed: {e}") from e
+            save_model(load_model(call.source), call.output, inputs=[call.source])
+            status, verdict = "passed input on", str(e)
         except OnnxsmithError as e:
             raise type(e)(f"run: step {call.label} failed: {e}") from e
         seconds = time.perf_counter() - start
         state["steps"][call.label] = {
             "argv": list(call.argv),
+            "status": status,
+            "verdict": verdict,
             "inputs": inputs,
             "seconds": round(seconds, 3),
             "output": str(call.output) if call.output else None,
@@ -198,6 +211,7 @@ def run_recipe(recipe: Recipe, calls: list[Invocation], execute) -> list[StepRec
             "metrics": _metrics(call),
         }
         _write_json(run_file, state)
-        records.append(StepRecord(call.label, "ran", seconds, str(call.output)))
+        output = str(call.output) if call.output else None
+        records.append(StepRecord(call.label, status, seconds, output, verdict))
     _write_json(run_file, state)
     return records
