@@ -85,6 +85,25 @@ def test_a_step_with_no_gain_here_passes_its_input_on(cli, recipe, monkeypatch):
     assert (folder / "99-serve" / "metadata.json").exists()  # the chain went on
 
 
+def test_step_option_paths_resolve_against_the_recipe(cli, recipe, tmp_path, monkeypatch):
+    import onnxsmith.cli.quantize as quantize_verb
+
+    seen = {}
+
+    def record(source, output, *, calib, **kwargs):
+        seen["calib"] = calib
+        raise NotFasterError("quantize: not faster")
+
+    monkeypatch.setattr(quantize_verb, "quantize", record)
+    monkeypatch.chdir(tmp_path)  # elsewhere: "calib" alone would not be found from here
+    recipe.write_text(RECIPE.replace('opset = 13', 'opset = 13\n\n[[steps]]\nstep = "quantize"'
+                      '\ncalib = "calib"'))  # fmt: skip
+    write_feeds(recipe.parent / "calib", np.zeros((4, 1, 8, 8), np.float32))
+    code, _, err = cli("run", recipe)
+    assert code == 0, err
+    assert seen["calib"] == str(recipe.parent / "calib")
+
+
 def test_changed_input_model_reruns(cli, recipe):
     assert cli("run", recipe)[0] == 0
     save_model(tiny_cnn(seed=1), recipe.parent / "cnn.onnx")

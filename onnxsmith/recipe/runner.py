@@ -56,6 +56,18 @@ def _fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _relative_to_recipe(value: Any, folder: Path) -> Any:
+    """A string naming a file or folder that exists next to the recipe, as that path (a
+    `file.py:factory` target too); anything else (numbers, module targets) as it is."""
+    if not isinstance(value, str):
+        return value
+    file, colon, rest = value.partition(":")
+    if colon and not file.endswith(".py"):
+        return value
+    candidate = folder / file
+    return f"{candidate}{colon}{rest}" if candidate.exists() else value
+
+
 class Planner:
     """Turns a recipe into invocations, each validated by its verb's own parser."""
 
@@ -80,7 +92,7 @@ class Planner:
                 f"run: {self.recipe.path}: {where} ({verb}) has unknown option "
                 f"{name_list(unknown)} — allowed: {name_list(allowed, 40)}"
             )
-        options = dict(options)
+        options = {k: _relative_to_recipe(v, self.recipe.path.parent) for k, v in options.items()}
         for key, path in self.recipe.data.items():
             if key in allowed and key not in options:
                 options[key] = str(path)
@@ -118,8 +130,7 @@ class Planner:
             target = options.pop("target", None)
             if target is None:
                 raise UsageError(f'run: {r.path}: [export] needs `target = "file.py:factory"`')
-            local = r.path.parent / str(target).split(":")[0]
-            target_arg = str(r.path.parent / target) if local.exists() else str(target)
+            target_arg = _relative_to_recipe(str(target), r.path.parent)
             calls.append(self._call("00-export", "export", [target_arg], options, "[export]"))
             current = calls[-1].output
         first = current
