@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from onnxsmith.cli.options import add_model_output_options
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.merge import MODES
@@ -68,13 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-check", dest="check", action="store_false", help="skip the check vs separate runs"
     )
-    parser.add_argument(
-        "--external-data",
-        action="store_true",
-        default=None,
-        help="store weights in OUT.data (automatic above 2 GB)",
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    add_model_output_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

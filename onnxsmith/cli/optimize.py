@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from onnxsmith.cli.options import add_model_output_options
 from onnxsmith.cli.render import console, megabytes, pipeline_table, plain
 from onnxsmith.errors import UsageError
 from onnxsmith.io import check_output_path, save_json
@@ -23,13 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-check", dest="check", action="store_false", help="skip the ORT parity check"
     )
-    parser.add_argument(
-        "--external-data",
-        action="store_true",
-        default=None,
-        help="store weights in OUTPUT.data (automatic above 2 GB)",
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    add_model_output_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from onnxsmith.cli.options import add_model_output_options
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.prune import DEFAULT_OPS, PruneOptions, PruneReport, prune_file
 
@@ -77,13 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="budget of the interleaved latency measurement (default 2)",
     )
     parser.add_argument("--report", metavar="DIR", help="write report.json, report.md, a plot")
-    parser.add_argument(
-        "--external-data",
-        action="store_true",
-        default=None,
-        help="store weights in OUTPUT.data (automatic above 2 GB)",
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    add_model_output_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
