@@ -9,6 +9,7 @@ gives errors of order 1).
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import pytest
 from modelzoo import if_model, mlp_with_batchnorm, shared_weights_model
@@ -256,3 +257,46 @@ class TestDropIntermediateShapes:
         for graph in model.graphs():
             assert all(v.type is not None for v in graph.outputs)
         create_session(model)  # still loads
+
+
+def test_recipe_twice_on_the_same_model_object_gives_the_same_bytes():
+    """Found by `make fuzz`: nodes the optimizer re-creates were numbered from a counter kept in
+    the in-memory graph (node_Identity_1, then node_Identity_2) — same graph, other bytes."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 1, 3, 3])
+    results = [
+        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", 1, 3, 3])
+        for name in ("transpose1", "identity3")
+    ]
+    nodes = [
+        onnx.helper.make_node("Transpose", ["x"], ["transpose1"], perm=[0, 1, 2, 3], name="n2"),
+        onnx.helper.make_node("Identity", ["x"], ["identity3"], name="n4"),
+    ]
+    graph = onnx.helper.make_graph(nodes, "g", [x], results)
+    model = ir.from_proto(
+        onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    )
+    model, _ = apply(cleanup_passes(), model)
+    once = serialize(model)
+    model, _ = apply(cleanup_passes(), model)
+    assert serialize(model) == once
+
+
+def test_simplify_registers_every_constant_it_creates():
+    """Found by `make fuzz`: two Flatten of one input became two Reshapes, the second reading a
+    shape constant that was never added to the graph (the checker rejects the model)."""
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 1, 2])
+    results = [
+        onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, ["batch", 2])
+        for name in ("f1", "f2")
+    ]
+    nodes = [onnx.helper.make_node("Flatten", ["x"], [name], axis=1) for name in ("f1", "f2")]
+    graph = onnx.helper.make_graph(nodes, "g", [x], results)
+    model = ir.from_proto(
+        onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    )
+    feed = {"x": np.random.default_rng(3).normal(size=(4, 1, 2)).astype(np.float32)}
+    expected = outputs(model, feed)
+    SimplifyPass()(model)
+    onnx.checker.check_model(ir.to_proto(model), full_check=True)
+    for got, want in zip(outputs(model, feed), expected, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -26,6 +26,81 @@ def _keeps_weights_single(node: ir.Node) -> bool | None:
     return None
 
 
+def _drop_stale_uses(model: ir.Model) -> None:
+    """Detaches nodes that are no longer in the model from the values they read.
+
+    Removing or folding an If detaches the If's own inputs but not those of the nodes in its
+    branches: an outer value read only by a discarded branch still looks used, survives dead-code
+    elimination, and goes only when the saved model is cleaned again (so `optimize` was not
+    idempotent through files).
+    """
+    graphs = list(model.graphs())
+    for function in model.functions.values():
+        graphs += [function.graph, *function.subgraphs()]
+    live = {node for graph in graphs for node in graph}
+    values = {v for graph in graphs for v in [*graph.inputs, *graph.initializers.values()]}
+    values.update(out for node in live for out in node.outputs)
+    for value in values:
+        for use in list(value.uses()):
+            if use.node not in live:
+                use.node.replace_input_with(use.idx, None)
+
+
+def _structure(model: ir.Model) -> tuple:
+    """Every node's op and wiring, and the initializers: what a simplification round changes."""
+    nodes = tuple(
+        (
+            node.op_type,
+            tuple(v.name if v else "" for v in node.inputs),
+            tuple(o.name for o in node.outputs),
+        )
+        for graph in model.graphs()
+        for node in graph
+    )
+    return nodes, tuple(name for graph in model.graphs() for name in graph.initializers)
+
+
+def _register_orphan_constants(model: ir.Model) -> None:
+    """Makes constants the optimizer left unattached into initializers of the graph using them.
+
+    Found by `make fuzz`: with two Flatten of one input, onnxscript's rewrite to Reshape
+    registered the first shape constant and left the second (`x2/shape_1`) as a value with
+    data but no producer and no place in the graph — an invalid model.
+    """
+    for graph in model.graphs():
+        for node in graph:
+            for value in node.inputs:
+                if (
+                    value is not None
+                    and value.const_value is not None
+                    and value.producer() is None
+                    and value.graph is None
+                ):
+                    graph.register_initializer(value)
+
+
+def _name_new_nodes(model: ir.Model, existing: set[ir.Node]) -> None:
+    """Names the nodes the optimizer created after what they compute (op and first output).
+
+    onnxscript names a new node from a counter kept in the in-memory graph, so re-running the
+    pass on the same model object numbered its re-created nodes on (`node_Identity_2` where a
+    fresh load gave `node_Identity_1`): the same graph, other bytes. Output names are unique, so
+    these names are too, and depend on the graph alone.
+    """
+    taken = {node.name for graph in model.graphs() for node in graph if node in existing}
+    for graph in model.graphs():
+        for node in graph:
+            if node in existing or not node.outputs:
+                continue
+            name = base = f"{node.op_type}_{node.outputs[0].name}"
+            suffix = 0
+            while name in taken:
+                suffix += 1
+                name = f"{base}_{suffix}"
+            node.name = name
+            taken.add(name)
+
+
 class SimplifyPass(ir.passes.InPlacePass):
     """Folds constant subexpressions (shape arithmetic included) and applies exact rewrites.
 
@@ -38,10 +113,12 @@ class SimplifyPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> StatsResult:
         before = count_nodes(model)
-        # optimize_ir stops after two rounds; repeat to a fixpoint so the pass is idempotent.
-        after, previous = before, -1
+        existing = {node for graph in model.graphs() for node in graph}
+        # optimize_ir stops after two rounds; repeat until a round changes nothing (ops and
+        # wiring, not just the node count: Flatten → Reshape keeps the count) so the pass is
+        # idempotent.
+        initial = shape = _structure(model)
         for _ in range(_MAX_ROUNDS):
-            previous = after
             onnxscript.optimizer.optimize_ir(
                 model,
                 onnx_shape_inference=True,
@@ -49,7 +126,12 @@ class SimplifyPass(ir.passes.InPlacePass):
                 output_size_limit=_SIZE_LIMIT,
                 should_fold=_keeps_weights_single,
             )
-            after = count_nodes(model)
-            if after == previous:
+            _drop_stale_uses(model)
+            _register_orphan_constants(model)
+            previous, shape = shape, _structure(model)
+            if shape == previous:
                 break
-        return StatsResult(model, modified=after != before, stats={"nodes_removed": before - after})
+        _name_new_nodes(model, existing)
+        after = count_nodes(model)
+        stats = {"nodes_removed": before - after}
+        return StatsResult(model, modified=shape != initial, stats=stats)
