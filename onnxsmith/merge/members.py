@@ -73,6 +73,7 @@ def prepare_member(model: ir.Model, index: int, target_opset: int) -> Member:
     source = model.meta.get(SOURCE_KEY)
     opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))
     copy = model.clone()
+    _own_constant_tensors(copy)
     upgrade(copy, target_opset, label)
     # Weights in Constant nodes or subgraphs become main-graph initializers, so identical
     # weights of different members can be found and stored once.
@@ -104,6 +105,22 @@ def prepare_member(model: ir.Model, index: int, target_opset: int) -> Member:
 
 def prepare_members(models: Sequence[ir.Model], target_opset: int) -> list[Member]:
     return [prepare_member(m, i, target_opset) for i, m in enumerate(models)]
+
+
+def _own_constant_tensors(model: ir.Model) -> None:
+    """Gives the copy's Constant nodes tensors of their own (copies; Constant tensors are inline).
+
+    `Model.clone` shares tensors with the original, and renaming a value renames its tensor: a
+    Constant lifted to an initializer and prefixed would rename the caller's Constant tensor to
+    `m<i>/...`, changing the caller's model and the sha256 recorded for it.
+    """
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            continue
+        for name, attr in list(node.attributes.items()):
+            if attr.type == ir.AttributeType.TENSOR:
+                tensor = ir.serde.deserialize_tensor(ir.serde.serialize_tensor(attr.as_tensor()))
+                node.attributes[name] = ir.AttrTensor(name, tensor, doc_string=attr.doc_string)
 
 
 def _outputs_from_own_nodes(graph: ir.Graph) -> None:

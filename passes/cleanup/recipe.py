@@ -32,6 +32,10 @@ def cleanup_passes(
         passes.append(RemoveDropoutPass())
     passes += [
         SimplifyPass(),
+        # MatMul+Add+BatchNormalization folds only where the MatMul input is known to be 2-D,
+        # and SimplifyPass does not infer the outputs of If nodes: without shapes here such a
+        # fold waited for the next run (optimize was not idempotent).
+        common.ShapeInferencePass(strict_mode=False),
         FoldBatchNormPass(),
         FuseConvBiasPass(),
         RemoveIdentityPass(),
