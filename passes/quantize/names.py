@@ -21,7 +21,9 @@ class NameScope:
     def initializer(self, graph: ir.Graph, base: str, array: np.ndarray) -> ir.Value:
         """Registers `array` as a new initializer of `graph` under a fresh name."""
         name = self.value(base)
-        tensor = ir.tensor(np.ascontiguousarray(array), name=name)
+        # Not np.ascontiguousarray: it turns a 0-d array (a per-tensor scale) into shape (1,),
+        # and a tensor of shape (1,) under a declared scalar fails the full checker.
+        tensor = ir.tensor(np.asarray(array, order="C"), name=name)
         value = ir.Value(
             name=name,
             type=ir.TensorType(tensor.dtype),
