@@ -9,24 +9,8 @@ from typing import Any
 
 from onnxsmith.io import load_model
 from onnxsmith.provenance import steps_applied
+from onnxsmith.runtime.predict_script import PREDICT_PY
 from onnxsmith.signature import input_specs, output_specs
-
-PREDICT_PY = '''"""Runs {model} on one .npz feed (keys = input names); prints output shapes.
-
-    python predict.py feed.npz
-"""
-
-import sys
-
-import numpy as np
-import onnxruntime as ort
-
-session = ort.InferenceSession("{model}", providers=["CPUExecutionProvider"])
-with np.load(sys.argv[1], allow_pickle=False) as feed:
-    outputs = session.run(None, {{i.name: feed[i.name] for i in session.get_inputs()}})
-for meta, value in zip(session.get_outputs(), outputs):
-    print(meta.name, value.shape, value.dtype)
-'''
 
 
 def _tensor(spec: Any) -> dict[str, Any]:
