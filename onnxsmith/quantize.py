@@ -33,7 +33,7 @@ from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import int8_saturates
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.kernels import runtime_kernels
-from onnxsmith.runtime.latency import measure_latency
+from onnxsmith.runtime.latency import Latency, measure_latency
 from onnxsmith.runtime.metric import DEFAULT_MAX_LOSS, METRICS, EvalSet
 from onnxsmith.runtime.sensitivity import layer_errors
 from onnxsmith.runtime.session import create_session
@@ -147,26 +147,13 @@ def quantize(
     _validate(model)
 
     reporter.phase("checking latency against fp32 (interleaved) and ORT's kernels")
-    kernels, session = runtime_kernels(model, threads=threads)
     fp32_sessions = (evalset.session, create_session(prepared, threads=threads))
-    finalists = [model]
-    if latency_aware:  # the same graph without intermediate shapes: ORT may fuse it otherwise
-        lean = clone(model)
-        if DropIntermediateShapesPass()(lean).modified:
-            finalists.append(lean)
-    sessions = [session, *(create_session(c, threads=threads) for c in finalists[1:])]
-    latencies = measure_latency(
-        *fp32_sessions, sessions, eval_feeds[:_TIMING_FEEDS], seconds=timing_seconds
+    model, latency, shapes = _fastest_form(
+        model, fp32_sessions, eval_feeds[:_TIMING_FEEDS], latency_aware, threads, timing_seconds
     )
-    fastest = min(range(len(finalists)), key=lambda i: latencies[i].vs_input[0])
-    model, latency = finalists[fastest], latencies[fastest]
-    shapes = "kept"
-    if len(finalists) > 1:
-        with_them, without = (f"{lat.vs_input[0]:.2f}x" for lat in latencies)
-        shapes = f"{'dropped' if fastest else 'kept'} ({with_them} with, {without} without)"
+    if shapes != "kept":
         reporter.phase(f"intermediate shapes {shapes}")
-    if fastest:
-        kernels, _ = runtime_kernels(model, threads=threads)
+    kernels, _ = runtime_kernels(model, threads=threads)
     if result.plan.nodes("static") and kernels.integer_kernels == 0:
         warnings.append(
             "onnxruntime fused none of the Q/DQ nodes into integer kernels: static nodes run as "
@@ -220,6 +207,32 @@ def quantize(
         report.write(Path(report_dir))
     reporter.phase(f"done in {report.seconds:.1f}s")
     return report
+
+
+def _fastest_form(
+    model: ir.Model,
+    fp32_sessions: tuple[Any, Any],
+    feeds: list[Feed],
+    latency_aware: bool,
+    threads: int | None,
+    seconds: float,
+) -> tuple[ir.Model, Latency, str]:
+    """Times `model` against fp32 — with latency_aware, also without its intermediate shapes,
+    from which ORT decides some fusions — and returns the faster form, its latency, and what
+    was done with the shapes."""
+    finalists = [model]
+    if latency_aware:
+        lean = clone(model)
+        if DropIntermediateShapesPass()(lean).modified:
+            finalists.append(lean)
+    sessions = [create_session(f, threads=threads) for f in finalists]
+    latencies = measure_latency(*fp32_sessions, sessions, feeds, seconds=seconds)
+    fastest = min(range(len(finalists)), key=lambda i: latencies[i].vs_input[0])
+    if len(finalists) == 1:
+        return model, latencies[0], "kept"
+    with_them, without = (f"{lat.vs_input[0]:.2f}x" for lat in latencies)
+    verdict = f"{'dropped' if fastest else 'kept'} ({with_them} with, {without} without)"
+    return finalists[fastest], latencies[fastest], verdict
 
 
 def _check_options(
