@@ -147,13 +147,17 @@ def quantize(
     _validate(model)
 
     reporter.phase("checking latency against fp32 (interleaved) and ORT's kernels")
+    kernels, session = runtime_kernels(model, threads=threads)
     fp32_sessions = (evalset.session, create_session(prepared, threads=threads))
-    model, latency, shapes = _fastest_form(
-        model, fp32_sessions, eval_feeds[:_TIMING_FEEDS], latency_aware, threads, timing_seconds
-    )
+    timed, latency, shapes = _fastest_form(
+        model, session, fp32_sessions, eval_feeds[:_TIMING_FEEDS], latency_aware, threads,
+        timing_seconds,
+    )  # fmt: skip
+    if timed is not model:  # the form without shapes won: count what ORT runs for it
+        model = timed
+        kernels, _ = runtime_kernels(model, threads=threads)
     if shapes != "kept":
         reporter.phase(f"intermediate shapes {shapes}")
-    kernels, _ = runtime_kernels(model, threads=threads)
     if result.plan.nodes("static") and kernels.integer_kernels == 0:
         warnings.append(
             "onnxruntime fused none of the Q/DQ nodes into integer kernels: static nodes run as "
@@ -211,25 +215,26 @@ def quantize(
 
 def _fastest_form(
     model: ir.Model,
+    session: Any,
     fp32_sessions: tuple[Any, Any],
     feeds: list[Feed],
     latency_aware: bool,
     threads: int | None,
     seconds: float,
 ) -> tuple[ir.Model, Latency, str]:
-    """Times `model` against fp32 — with latency_aware, also without its intermediate shapes,
-    from which ORT decides some fusions — and returns the faster form, its latency, and what
-    was done with the shapes."""
-    finalists = [model]
+    """Times `model` (its `session`) against fp32 — with latency_aware, also the same model
+    without its intermediate shapes, from which ORT decides some fusions — and returns the
+    faster form, its latency, and what was done with the shapes."""
+    finalists, sessions = [model], [session]
     if latency_aware:
         lean = clone(model)
         if DropIntermediateShapesPass()(lean).modified:
             finalists.append(lean)
-    sessions = [create_session(f, threads=threads) for f in finalists]
+            sessions.append(create_session(lean, threads=threads))
     latencies = measure_latency(*fp32_sessions, sessions, feeds, seconds=seconds)
-    fastest = min(range(len(finalists)), key=lambda i: latencies[i].vs_input[0])
     if len(finalists) == 1:
         return model, latencies[0], "kept"
+    fastest = min(range(len(finalists)), key=lambda i: latencies[i].vs_input[0])
     with_them, without = (f"{lat.vs_input[0]:.2f}x" for lat in latencies)
     verdict = f"{'dropped' if fastest else 'kept'} ({with_them} with, {without} without)"
     return finalists[fastest], latencies[fastest], verdict

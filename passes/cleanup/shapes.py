@@ -19,10 +19,10 @@ class DropIntermediateShapesPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> StatsResult:
         dropped = 0
         for graph in model.graphs():
-            kept = {id(v) for v in (*graph.inputs, *graph.outputs, *graph.initializers.values())}
+            kept = {*graph.inputs, *graph.outputs, *graph.initializers.values()}
             for node in graph:
                 for value in node.outputs:
-                    if id(value) in kept or (value.shape is None and value.type is None):
+                    if value in kept or (value.shape is None and value.type is None):
                         continue
                     value.shape, value.type = None, None
                     dropped += 1
