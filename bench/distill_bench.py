@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from onnxsmith.exporter.export import export
+from onnxsmith.exporter.teacher_outputs import softmax
 from onnxsmith.runtime.predict import predict
 from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.teacher_outputs import softmax
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split

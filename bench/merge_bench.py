@@ -29,15 +29,15 @@ import onnx
 import onnx_ir as ir
 import torch
 from onnx import TensorProto, helper, numpy_helper
-from onnxsmith.runtime.ensemble import SeparateMembers
-from onnxsmith.runtime.merge_eval import evaluate_merge
 from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.stacking import fit_stack
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 from sklearn.datasets import load_digits
 
 from onnxsmith.io import load_model, save_model
 from onnxsmith.merge import merge_models
+from onnxsmith.merge.evaluate import evaluate_merge
+from onnxsmith.merge.sessions import SeparateMembers
+from onnxsmith.merge.stacking import fit_stack
 
 
 def conv_block(cin: int, cout: int, *, pool: bool) -> list[torch.nn.Module]:

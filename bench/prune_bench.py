@@ -38,7 +38,7 @@ from torch.nn.utils import prune as torch_prune
 from onnxsmith.compression import compressed_sizes
 from onnxsmith.io import load_model
 from onnxsmith.prune import PruneOptions, prune_model
-from onnxsmith.prune_report import plot_sweep
+from onnxsmith.prune.report import plot_sweep
 from onnxsmith.synthetic import document_images
 
 SPARSITIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)

@@ -22,15 +22,15 @@ import torch
 import torch.nn.functional as F
 from onnxsmith.exporter.export import ExportReport, export_model
 from onnxsmith.exporter.targets import load_target
-from onnxsmith.runtime.labels import load_labels
-from onnxsmith.runtime.predict import predict
-from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.teacher_outputs import (
+from onnxsmith.exporter.teacher_outputs import (
     TeacherOutputs,
     Teachers,
     load_teachers,
     teacher_outputs,
 )
+from onnxsmith.runtime.labels import load_labels
+from onnxsmith.runtime.predict import predict
+from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 from torch.utils import _pytree as pytree
 

@@ -10,8 +10,7 @@ from typing import Any
 from onnxsmith.errors import OnnxsmithError
 from onnxsmith.io import load_model, save_model
 from onnxsmith.pipeline import PipelineReport, apply
-
-__version__ = "0.1.0"
+from onnxsmith.version import __version__
 
 # torch-side verbs, imported on first use so that `import onnxsmith` never imports torch.
 _TORCH_VERBS = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +79,14 @@ class DemoResult:
     refused: dict[str, str]
 
 
-def run_demo(out: Path, *, quick: bool, say: Callable[[str], None]) -> DemoResult:
-    """Runs the whole demo into `out`."""
-    from onnxsmith.cli.main import run_verb  # the CLI imports this module
+def run_demo(
+    out: Path,
+    *,
+    quick: bool,
+    say: Callable[[str], None],
+    run_verb: Callable[[Sequence[str]], None],
+) -> DemoResult:
+    """Runs the whole demo into `out`, each step through `run_verb` (the CLI's verb table)."""
 
     settings = DemoSettings.choose(quick)
     out.mkdir(parents=True, exist_ok=True)

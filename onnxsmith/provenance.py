@@ -17,7 +17,7 @@ STEPS_KEY = "onnxsmith.steps"
 
 def record_step(model: ir.Model, step: str, options: dict[str, Any]) -> None:
     """Appends `step` with its key options to the model's provenance."""
-    from onnxsmith import __version__
+    from onnxsmith.version import __version__
 
     steps = steps_applied(model)
     steps.append({"step": step, "options": options})

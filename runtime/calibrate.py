@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -21,6 +20,7 @@ import onnx_ir as ir
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.probe import ProbeSession
 
+from onnxsmith.calibration import CalibrationTable
 from onnxsmith.errors import DataError, UsageError, name_list
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
@@ -63,18 +63,6 @@ class ActivationStats:
 
     tensors: Mapping[str, TensorStats]
     feeds: int
-
-
-@dataclasses.dataclass(frozen=True)
-class CalibrationTable:
-    """Per-tensor (low, high) real ranges, always containing 0; what the QDQ pass consumes."""
-
-    method: str
-    ranges: Mapping[str, tuple[float, float]]
-    feeds: int
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ranges", types.MappingProxyType(dict(self.ranges)))
 
 
 class _Accumulator:

@@ -26,6 +26,9 @@ _LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+# What create_session returns; other layers annotate with this name (they may not name ORT's class).
+Session = ort.InferenceSession
+
 TIMEOUT_ENV = "ONNXSMITH_RUN_TIMEOUT"
 DEFAULT_RUN_TIMEOUT = 600.0
 PROVIDER_ALIASES = {

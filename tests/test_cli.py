@@ -85,9 +85,9 @@ def test_debug_shows_traceback_in_a_real_process(tmp_path):
 
 
 def test_every_verb_has_help_with_an_example(capsys):
-    from onnxsmith.cli.main import VERBS, main
+    from onnxsmith.cli.main import COMMANDS, main
 
-    for verb in VERBS:
+    for verb in COMMANDS:
         with pytest.raises(SystemExit) as info:
             main([verb, "--help"])
         assert info.value.code == 0
@@ -95,11 +95,11 @@ def test_every_verb_has_help_with_an_example(capsys):
 
 
 def test_top_level_help_lists_every_verb(capsys):
-    from onnxsmith.cli.main import VERBS, main
+    from onnxsmith.cli.main import COMMANDS, main
 
     with pytest.raises(SystemExit) as info:
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert all(verb in out for verb in VERBS)
+    assert all(verb in out for verb in COMMANDS)
     assert "ratios with 95 %" in out  # bench's help, which argparse would %-format

@@ -21,7 +21,7 @@ from onnxsmith.exporter.distill import (  # noqa: E402
     distill,
     train_student,
 )
-from onnxsmith.runtime.teacher_outputs import load_teachers  # noqa: E402
+from onnxsmith.exporter.teacher_outputs import load_teachers  # noqa: E402
 
 from onnxsmith.io import load_model  # noqa: E402
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from conftest import digest
 from merge_models_zoo import cnn, outputs, softmax
-from onnxsmith.runtime.stacking import fit_stack
 
 from onnxsmith.io import load_model, save_model
 from onnxsmith.merge import merge_models
 from onnxsmith.merge.fit import fit_logistic, nnls
+from onnxsmith.merge.stacking import fit_stack
 
 
 @pytest.fixture

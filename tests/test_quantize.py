@@ -14,14 +14,14 @@ import onnx_ir as ir
 import pytest
 from conftest import digest
 from onnxsmith.runtime.cpu import int8_saturates, simd_block
-from onnxsmith.runtime.latency import Latency
 from onnxsmith.runtime.session import create_session
 from quant_models import image_feeds, mlp, sequence_feeds, write_feeds
 
 from onnxsmith.io import load_model, save_model
 from onnxsmith.provenance import steps_applied
 from onnxsmith.quantize import METADATA_KEY, quantize
-from onnxsmith.quantize_search import GroupTiming, Search, _ladder, _next_rung
+from onnxsmith.quantize.latency import Latency
+from onnxsmith.quantize.search import GroupTiming, Search, _ladder, _next_rung
 from onnxsmith.samples import tiny_cnn
 
 FAST = ("--timing-seconds", "0.2")

@@ -7,8 +7,8 @@ import onnx
 import pytest
 from distill_data import CLASSES, linear_teacher, make_task
 from onnx import numpy_helper
+from onnxsmith.exporter.teacher_outputs import load_teachers, softmax, teacher_outputs
 from onnxsmith.runtime.labels import load_labels
-from onnxsmith.runtime.teacher_outputs import load_teachers, softmax, teacher_outputs
 
 from onnxsmith.errors import DataError, UsageError
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from onnxsmith.cli.render import console
+from onnxsmith.cli.verbs import run_verb
 from onnxsmith.demo import MODELS, run_demo
 
 HELP = "train digits CNNs, then export, optimize, prune, quantize, merge, distill, bench, serve"
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         console.print(f"[bold cyan]demo[/] {message}")
 
-    result = run_demo(out, quick=args.quick, say=say)
+    result = run_demo(out, quick=args.quick, say=say, run_verb=run_verb)
     table = Table(title="onnxsmith demo — all measured in this run", title_justify="left")
     for column in ("model", "top-1 (held-out)", "p50 latency vs fp32", "95 % CI", "size MB"):
         table.add_column(column, justify="left" if column == "model" else "right")

@@ -2,89 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import traceback
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
-from typing import NoReturn
 
-from onnxsmith import __version__
-from onnxsmith.cli import (
-    bench,
-    demo,
-    distill,
-    export,
-    inspect,
-    merge,
-    optimize,
-    prune,
-    quantize,
-    run,
-    serve_export,
-)
+from onnxsmith.cli import demo, run
 from onnxsmith.cli.render import printable
-from onnxsmith.errors import OnnxsmithError, UsageError
+from onnxsmith.cli.verbs import VERBS, build_parser
+from onnxsmith.errors import OnnxsmithError
 
-# One module per verb, each with HELP, EXAMPLE, add_arguments(parser) and run(args) -> int.
-VERBS: dict[str, ModuleType] = {
-    "export": export,
-    "inspect": inspect,
-    "optimize": optimize,
-    "prune": prune,
-    "quantize": quantize,
-    "merge": merge,
-    "distill": distill,
-    "bench": bench,
-    "serve-export": serve_export,
-    "run": run,
-    "demo": demo,
-}
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing usage, so errors stay one line."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} — see '{self.prog} --help'")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="onnxsmith",
-        description="Deployment-oriented ONNX optimizer.",
-        epilog="Add --debug anywhere to see tracebacks.",
-    )
-    parser.add_argument("--version", action="version", version=f"onnxsmith {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for name, module in VERBS.items():
-        sub = verbs.add_parser(
-            name,
-            help=module.HELP.replace("%", "%%"),  # argparse %-formats a help string
-            description=module.HELP,
-            epilog=f"example:\n  {module.EXAMPLE}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        module.add_arguments(sub)
-    return parser
-
-
-def verb_parsers() -> dict[str, argparse.ArgumentParser]:
-    """Each verb's own parser, e.g. to validate a recipe step's options."""
-    parser = build_parser()
-    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(subparsers.choices)
-
-
-def run_verb(argv: Sequence[str]) -> None:
-    """Runs `onnxsmith ARGV...` in this process (recipes and the demo chain verbs this way)."""
-    args = verb_parsers()[argv[0]].parse_args(list(argv[1:]))
-    code = VERBS[argv[0]].run(args)
-    if code:
-        raise OnnxsmithError(f"onnxsmith {argv[0]} exited with code {code}")
+# The verbs a recipe can run, then the two that chain them.
+COMMANDS: dict[str, ModuleType] = {**VERBS, "run": run, "demo": demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,8 +30,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # Library warnings (numpy overflow on a hostile weight, onnx deprecations) would
             # break the one-line contract; --debug shows them.
             warnings.simplefilter("default" if debug else "ignore")
-            args = build_parser().parse_args(args_list)
-            return int(VERBS[args.verb].run(args) or 0)
+            args = build_parser(COMMANDS).parse_args(args_list)
+            return int(COMMANDS[args.verb].run(args) or 0)
     except OnnxsmithError as e:
         if debug:
             traceback.print_exc()

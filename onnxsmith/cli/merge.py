@@ -12,8 +12,8 @@ from onnxsmith.cli.options import add_model_output_options
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.merge import MODES
+from onnxsmith.merge.evaluate import MergeEval
 from onnxsmith.merge.files import MergeReport, merge_files
-from onnxsmith.runtime.merge_eval import MergeEval
 
 HELP = "merge models into one graph: mean/weighted/vote/max, chain, cascade, stack"
 EXAMPLE = (

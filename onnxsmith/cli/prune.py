@@ -10,7 +10,8 @@ from rich.table import Table
 
 from onnxsmith.cli.options import add_model_output_options
 from onnxsmith.cli.render import console, megabytes
-from onnxsmith.prune import DEFAULT_OPS, PruneOptions, PruneReport, prune_file
+from onnxsmith.prune import PruneOptions, PruneReport, prune_file
+from onnxsmith.prune.result import DEFAULT_OPS
 
 HELP = "prune weights (unstructured) or whole channels (structured, faster) with compensation"
 EXAMPLE = (

@@ -10,7 +10,7 @@ from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.quantize import quantize
-from onnxsmith.quantize_report import QuantizeReport
+from onnxsmith.quantize.report import QuantizeReport
 from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.metric import METRICS
 

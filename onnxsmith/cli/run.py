@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from onnxsmith.cli.render import console
+from onnxsmith.cli.verbs import run_verb, verb_parsers
 from onnxsmith.recipe.runner import RUN_FILE, Planner, run_recipe
 from onnxsmith.recipe.spec import load_recipe, parse_recipe
 
@@ -30,8 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onnxsmith.cli.main import run_verb, verb_parsers
-
     recipe = parse_recipe(load_recipe(args.recipe, args.set), Path(args.recipe))
     calls = Planner(recipe, verb_parsers()).plan()
     if args.dry_run:

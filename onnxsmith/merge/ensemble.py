@@ -64,7 +64,7 @@ def merge_models(
         softmax: softmax over `axis` before combining. For cascade, None (default) applies it
             to outputs not already produced by a Softmax.
         threshold: cascade confidence threshold (0 never escalates, above 1 always does).
-        stack: weights fitted by `onnxsmith.runtime.stacking.fit_stack` (mode stack).
+        stack: weights fitted by `onnxsmith.merge.stacking.fit_stack` (mode stack).
         mapping: `OLD=NEW` or `K:OLD=NEW` renames of member inputs/outputs before matching.
         axis: the class axis for softmax, vote and cascade confidence.
         opset: target ai.onnx opset (at least every member's); default the highest.

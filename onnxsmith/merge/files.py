@@ -14,12 +14,12 @@ from onnxsmith.compare import OutputDiff
 from onnxsmith.errors import PassError, SessionError, UsageError
 from onnxsmith.io import load_model, save_model
 from onnxsmith.merge.ensemble import merge_models, merge_record
+from onnxsmith.merge.evaluate import MergeEval, evaluate_merge
 from onnxsmith.merge.fit import StackFit
+from onnxsmith.merge.sessions import MERGED_LABEL, check_merge
+from onnxsmith.merge.stacking import fit_stack
 from onnxsmith.provenance import record_step
-from onnxsmith.runtime.ensemble import MERGED_LABEL, check_merge
-from onnxsmith.runtime.merge_eval import MergeEval, evaluate_merge
 from onnxsmith.runtime.parity import random_feeds
-from onnxsmith.runtime.stacking import fit_stack
 from onnxsmith.signature import input_specs
 
 # Members run the same kernels merged or not; differences come from float reassociation in

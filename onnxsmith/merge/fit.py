@@ -1,6 +1,6 @@
 """Stacking weights: the solvers (pure numpy) and the frozen result the merge bakes in.
 
-Collecting member outputs needs ONNX Runtime and lives in `onnxsmith.runtime.stacking`; what
+Collecting member outputs needs ONNX Runtime and lives in `onnxsmith.merge.stacking`; what
 is here only sees arrays, so the merge itself never runs a model.
 """
 

@@ -1,7 +1,7 @@
 """Choosing what to prune: unit importance per group and hardware-aware amounts per group.
 
 Pure numpy on the analysis and (optional) calibration statistics; measuring which groups
-gain nothing on this machine happens in `onnxsmith.runtime.prune_speed`, and its verdicts come
+gain nothing on this machine happens in `onnxsmith.prune.speed`, and its verdicts come
 in here as `leave_alone`.
 """
 

@@ -21,8 +21,8 @@ from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, Te
 from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
 from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
 from onnxsmith.passes.quantize.plan import companion_nodes
-from onnxsmith.runtime.calibrate import CalibrationTable
 
+from onnxsmith.calibration import CalibrationTable
 from onnxsmith.errors import PassError, name_list
 from onnxsmith.pipeline import StatsResult
 

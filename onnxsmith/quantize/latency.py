@@ -6,8 +6,9 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-import onnxruntime as ort
+
 from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.session import Session
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 
 
@@ -23,9 +24,9 @@ class Latency:
 
 
 def measure_latency(
-    original: ort.InferenceSession,
-    prepared: ort.InferenceSession,
-    quantized: Sequence[ort.InferenceSession],
+    original: Session,
+    prepared: Session,
+    quantized: Sequence[Session],
     feeds: Sequence[Feed],
     *,
     seconds: float = 8.0,

@@ -1,6 +1,6 @@
 """`quantize` as a function: prepare, calibrate, choose per node, validate, save, report.
 
-The steps (see `quantize_search` for how the choice is made):
+The steps (see `search.py` for how the choice is made):
 1. prepare: cleanup recipe, opset >= 13, names, shapes;
 2. data: calibration feeds streamed from `--calib`, eval feeds from `--eval` or held out;
 3. search: latency probe, calibration, SmoothQuant, sensitivity fallback;
@@ -27,15 +27,15 @@ from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
 from onnxsmith.pipeline import apply, count_nodes
 from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
-from onnxsmith.quantize_report import LayerRow, QuantizeReport
-from onnxsmith.quantize_search import Search, SearchSettings, clone, observable_output
+from onnxsmith.quantize.latency import Latency, measure_latency
+from onnxsmith.quantize.report import LayerRow, QuantizeReport
+from onnxsmith.quantize.search import Search, SearchSettings, clone, observable_output
+from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import int8_saturates
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.kernels import runtime_kernels
-from onnxsmith.runtime.latency import Latency, measure_latency
 from onnxsmith.runtime.metric import DEFAULT_MAX_LOSS, METRICS, EvalSet
-from onnxsmith.runtime.sensitivity import layer_errors
 from onnxsmith.runtime.session import create_session
 from onnxsmith.signature import input_specs
 from onnxsmith.summary import QUANTIZED_OPS

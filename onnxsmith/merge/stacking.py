@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
-from onnxsmith.runtime.data import DataDir, Feed
-from onnxsmith.runtime.ensemble import ModelLike, SeparateMembers
-from onnxsmith.runtime.labels import check_label, read_labels
-from onnxsmith.runtime.session import create_session, run
 
 from onnxsmith.errors import DataError, UsageError, name_list
 from onnxsmith.io import load_model
-from onnxsmith.merge import merge_models, merge_record
+from onnxsmith.merge.ensemble import merge_models, merge_record
 from onnxsmith.merge.fit import STACK_METHODS, StackFit, fit_logistic, nnls, softmax
+from onnxsmith.merge.sessions import ModelLike, SeparateMembers
+from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.labels import check_label, read_labels
+from onnxsmith.runtime.session import create_session, run
 from onnxsmith.signature import input_specs
 
 STEP = "merge --fit"

@@ -13,9 +13,9 @@ from onnxsmith.errors import ModelSaveError
 from onnxsmith.passes.quantize import Candidate
 from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.pipeline import PipelineReport
-from onnxsmith.quantize_search import SearchResult, plan_summary
+from onnxsmith.quantize.latency import Latency
+from onnxsmith.quantize.search import SearchResult, plan_summary
 from onnxsmith.runtime.kernels import KernelReport
-from onnxsmith.runtime.latency import Latency
 
 _PROVENANCE_NODES = 20  # fp32 nodes listed by name in the model's metadata
 

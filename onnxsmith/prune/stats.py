@@ -11,12 +11,12 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import onnx_ir as ir
+
+from onnxsmith.errors import DataError
 from onnxsmith.passes.prune.linear import input_rows, linear_spec
 from onnxsmith.passes.prune.refit import InputStats
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.session import create_session, run
-
-from onnxsmith.errors import DataError
 
 # Inputs wider than this keep only their diagonal (a 4097² float64 matrix is 134 MB).
 MAX_GRAM_WIDTH = 4096

@@ -41,6 +41,7 @@ from onnxsmith.passes.quantize import (
 )
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
+from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import (
     METHODS,
     ActivationStats,
@@ -50,7 +51,6 @@ from onnxsmith.runtime.calibrate import (
 )
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.metric import EvalSet, Score
-from onnxsmith.runtime.sensitivity import layer_errors
 from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 

@@ -11,15 +11,15 @@ from typing import Any, cast
 
 import numpy as np
 import onnx_ir as ir
-import onnxruntime as ort
-from onnxsmith.runtime.data import DataDir, Feed
-from onnxsmith.runtime.ensemble import ModelLike, SeparateMembers
-from onnxsmith.runtime.labels import check_label, read_labels
-from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 
-from onnxsmith.merge import merge_record, set_threshold
+from onnxsmith.merge.cascade import set_threshold
 from onnxsmith.merge.combine import VOTE_SUFFIX
+from onnxsmith.merge.ensemble import merge_record
+from onnxsmith.merge.sessions import ModelLike, SeparateMembers
+from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.labels import check_label, read_labels
+from onnxsmith.runtime.session import Session, create_session
+from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 from onnxsmith.signature import input_specs
 
 STEP = "merge --eval"
@@ -116,7 +116,7 @@ def evaluate_merge(
         accuracy[:-1] = [None] * len(members)
     timing_feeds = list(itertools.islice(feeds, _TIMING_FEEDS))
     merged_ms, separate_ms = time_interleaved(
-        [session, cast(ort.InferenceSession, separate)], timing_feeds, seconds=seconds
+        [session, cast(Session, separate)], timing_feeds, seconds=seconds
     )
     result = MergeEval(
         samples=len(feeds),
@@ -165,9 +165,7 @@ def _sweep(
                 prediction = np.argmax(out, axis=record["axis"])
                 hits += int(np.sum(prediction == check_label(truth[i], prediction, where)))
         rates.append((escalated / total, hits / total if truth is not None else None))
-    alone = [
-        cast(ort.InferenceSession, _MemberAlone(separate, k)) for k in range(len(separate.sessions))
-    ]
+    alone = [cast(Session, _MemberAlone(separate, k)) for k in range(len(separate.sessions))]
     times = time_interleaved([*sessions, *alone], timing_feeds, seconds=seconds)
     means = [float(np.mean(t)) for t in times]
     points = tuple(

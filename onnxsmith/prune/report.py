@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from onnxsmith.prune import PruneReport
+from onnxsmith.prune.result import PruneReport
 
 
 def write_report(report: PruneReport, folder: str | Path) -> list[Path]:

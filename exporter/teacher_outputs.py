@@ -329,7 +329,7 @@ def _combine(
 
 def _cache_key(teachers: Teachers, source: DataDir, kind: str, temperature: float) -> str:
     """Identifies teachers and data by path, size and mtime (hashing contents costs a read)."""
-    from onnxsmith import __version__
+    from onnxsmith.version import __version__
 
     def stamp(path: Path) -> list[object]:
         stat = path.stat()

@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx_ir as ir
 from onnx import helper
+
+from onnxsmith.prune.stats import with_outputs
 from onnxsmith.runtime.data import Feed
-from onnxsmith.runtime.prune_stats import with_outputs
 from onnxsmith.runtime.session import create_session, run
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 

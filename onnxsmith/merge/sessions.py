@@ -13,15 +13,15 @@ from typing import Any
 
 import numpy as np
 import onnx_ir as ir
-from onnxsmith.runtime.data import Feed
-from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.session import run as run_session
 
 from onnxsmith.compare import OutputDiff, diff_outputs, merge_diffs
 from onnxsmith.errors import UsageError
-from onnxsmith.merge import StackFit, merge_record
 from onnxsmith.merge.combine import VOTE_SUFFIX
-from onnxsmith.merge.fit import softmax
+from onnxsmith.merge.ensemble import merge_record
+from onnxsmith.merge.fit import StackFit, softmax
+from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.session import create_session
+from onnxsmith.runtime.session import run as run_session
 
 ModelLike = ir.Model | str | os.PathLike[str]
 MERGED_LABEL = "the merged model"

@@ -1,0 +1,125 @@
+"""What `prune` is told (`PruneOptions`) and what it reports (`PruneReport`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from onnxsmith.errors import UsageError, name_list
+from onnxsmith.passes.prune import CRITERIA, PRUNABLE_OPS, SCOPES, GroupDecision
+from onnxsmith.prune.speed import GroupSpeed
+
+DEFAULT_OPS = ("Conv", "Gemm", "MatMul")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneOptions:
+    """Everything `prune` can be told; `validate()` turns nonsense into a UsageError.
+
+    Attributes:
+        sparsity: fraction of weights (unstructured) or of prunable channels (structured) to
+            remove, strictly between 0 and 1.
+        structured: remove whole channels instead of zeroing weights.
+        ops: op types to prune (Conv, ConvTranspose, Gemm, MatMul).
+        exclude: node names to leave whole.
+        criterion: l1, l2, taylor or activation (the last two need calibration data).
+        scope: unstructured only: "global" ranks all weights together (the default), "layer"
+            prunes each layer to `sparsity`.
+        channel_multiple: kept channel counts are multiples of this (None: the SIMD block).
+        compensate: refit by least squares when calibration data is given.
+        measure: time each group on this machine and leave alone those that gain nothing.
+        threads: intra-op threads for timing (None: ORT's default).
+        seconds: time budget of the final interleaved latency measurement (each sweep point
+            gets a quarter of it, each group region a fifth).
+    """
+
+    sparsity: float
+    structured: bool = False
+    ops: tuple[str, ...] = DEFAULT_OPS
+    exclude: tuple[str, ...] = ()
+    criterion: str = "l1"
+    scope: str = "global"
+    channel_multiple: int | None = None
+    compensate: bool = True
+    measure: bool = True
+    threads: int | None = None
+    seconds: float = 2.0
+
+    def validate(self, has_calib: bool) -> None:
+        if not 0.0 < self.sparsity < 1.0:
+            raise UsageError(
+                f"prune: --sparsity {self.sparsity} is outside (0, 1) — pass a fraction such as 0.3"
+            )
+        unknown = [op for op in self.ops if op not in PRUNABLE_OPS]
+        if unknown or not self.ops:
+            raise UsageError(
+                f"prune: --ops {name_list(unknown) or 'is empty'} — prunable ops are "
+                f"{', '.join(PRUNABLE_OPS)}"
+            )
+        if self.criterion not in CRITERIA:
+            raise UsageError(
+                f"prune: unknown --criterion {self.criterion!r} — choose from {', '.join(CRITERIA)}"
+            )
+        if self.scope not in SCOPES:
+            raise UsageError(
+                f"prune: unknown --scope {self.scope!r} — choose from {', '.join(SCOPES)}"
+            )
+        if self.criterion in ("taylor", "activation") and not has_calib:
+            raise UsageError(
+                f"prune: --criterion {self.criterion} ranks by activations — pass --calib DIR "
+                "or use l1/l2"
+            )
+        if self.seconds <= 0:
+            raise UsageError(f"prune: --timing-seconds {self.seconds} must be positive")
+        if self.channel_multiple is not None and self.channel_multiple < 1:
+            raise UsageError(f"prune: --channel-multiple {self.channel_multiple} must be 1 or more")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Agreement:
+    """How close the pruned model's outputs are to the original's on the check feeds."""
+
+    rel_error: float  # ‖pruned − original‖ / ‖original‖ over all outputs and feeds
+    cosine: float  # cosine similarity of the flattened outputs
+    top1: float | None  # argmax agreement for (batch, classes) outputs, else None
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepPoint:
+    """One sparsity of the report's sweep."""
+
+    sparsity: float
+    achieved: float
+    agreement: Agreement
+    latency_ratio: float
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneReport:
+    """What `prune` did, measured."""
+
+    options: PruneOptions
+    mode: str  # "unstructured" or "structured"
+    achieved_sparsity: float
+    per_layer: dict[str, float]  # unstructured: zero fraction per layer
+    groups: list[GroupDecision]  # structured: one entry per channel group
+    group_speed: dict[str, GroupSpeed]
+    channel_multiple: int
+    multiple_source: str
+    compensated: int  # layers refit by least squares
+    calib_feeds: int
+    agreement: Agreement
+    check_feeds: str
+    latency: tuple[float, float, float]  # pruned/original median ratio, 95 % CI
+    latency_ms: tuple[float, float]  # original, pruned medians
+    timing_feed: str
+    sizes: dict[str, dict[str, int]]  # "original"/"pruned" -> compressed_sizes
+    weights: tuple[int, int]
+    sweep: list[SweepPoint]
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
