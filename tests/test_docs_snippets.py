@@ -1,4 +1,5 @@
-"""Every ```python block of README.md and docs/*.md runs as written.
+"""The docs stay true: every ```python block of README.md and docs/*.md runs as written, every
+CLI option has its place in its verb's page, and every relative link points at a file.
 
 Each block is executed in a fresh namespace, in its own temporary folder holding the files the
 docs name: `model.onnx` (the built-in tiny CNN, input `image` [batch, 1, 8, 8]), members
@@ -9,6 +10,7 @@ scikit-learn digits at 8x8: `calib/`, `eval/` with `eval_labels/`, `train/` with
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import re
 import shutil
@@ -16,13 +18,18 @@ from pathlib import Path
 
 import pytest
 
+from onnxsmith.cli import demo, run
+from onnxsmith.cli.verbs import verb_parsers
 from onnxsmith.digits import load_digits_split, write_feeds, write_labels
 from onnxsmith.io import save_model
 from onnxsmith.samples import tiny_cnn
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_TORCH = re.compile(r"\bimport torch\b|onnxsmith\.exporter|onnxsmith\.(export|distill)\b")
+_LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
 # The public API the docs promise; each must appear in a block that runs.
 PUBLIC_API = (
     "from onnxsmith.quantize import quantize",
@@ -47,10 +54,6 @@ def _blocks() -> list[tuple[str, str]]:
 BLOCKS = _blocks()
 
 
-def _needs_torch(code: str) -> bool:
-    return bool(re.search(r"\bimport torch\b|onnxsmith\.exporter|onnxsmith\.(export|distill)\b", code))
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The files the snippets name, built once and copied for each snippet."""
@@ -67,17 +70,51 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_the_docs_have_python_blocks_for_the_public_api():
+@pytest.mark.parametrize("block_id, code", BLOCKS, ids=[block_id for block_id, _ in BLOCKS])
+def test_snippet_runs(
+    block_id: str, code: str, files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    if _TORCH.search(code) and importlib.util.find_spec("torch") is None:
+        pytest.skip("needs torch (pip install 'onnxsmith[torch]')")
+    work = tmp_path / "work"
+    shutil.copytree(files, work)
+    monkeypatch.chdir(work)
+    exec(compile(code, block_id, "exec"), {"__name__": "__docs_snippet__"})
+
+
+def test_the_public_api_is_shown_in_snippets():
     code = "\n".join(block for _, block in BLOCKS)
     missing = [name for name in PUBLIC_API if name not in code]
     assert not missing, f"no docs snippet shows {missing}"
 
 
-@pytest.mark.parametrize("code", [code for _, code in BLOCKS], ids=[i for i, _ in BLOCKS])
-def test_snippet_runs(code: str, files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    if _needs_torch(code) and importlib.util.find_spec("torch") is None:
-        pytest.skip("needs torch (pip install 'onnxsmith[torch]')")
-    work = tmp_path / "work"
-    shutil.copytree(files, work)
-    monkeypatch.chdir(work)
-    exec(compile(code, "<docs snippet>", "exec"), {"__name__": "__docs_snippet__"})
+def _parsers() -> dict[str, argparse.ArgumentParser]:
+    parsers = dict(verb_parsers())
+    for name, module in (("run", run), ("demo", demo)):
+        parser = argparse.ArgumentParser(prog=f"onnxsmith {name}")
+        module.add_arguments(parser)
+        parsers[name] = parser
+    return parsers
+
+
+@pytest.mark.parametrize("verb, parser", sorted(_parsers().items()))
+def test_every_option_is_on_its_verb_page(verb: str, parser: argparse.ArgumentParser):
+    page = DOCS / f"{verb}.md"
+    assert page.is_file(), f"{verb} has no reference page {page.relative_to(ROOT)}"
+    text = page.read_text()
+    flags = {flag for action in parser._actions for flag in action.option_strings}
+    undocumented = sorted(f for f in flags - {"-h", "--help"} if f"`{f}" not in text)
+    assert not undocumented, f"{page.name} does not document {undocumented}"
+
+
+def test_every_verb_has_a_row_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    missing = [verb for verb in _parsers() if f"[docs/{verb}.md](docs/{verb}.md)" not in readme]
+    assert not missing, f"README.md's verb table lacks {missing}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_relative_links_point_at_files(page: Path):
+    targets = [m.group(1) for m in _LINK.finditer(page.read_text())]
+    broken = [t for t in targets if "://" not in t and not (page.parent / t).exists()]
+    assert not broken, f"{page.name} links to missing {broken}"
