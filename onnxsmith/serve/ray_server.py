@@ -1,0 +1,111 @@
+"""Starts a Ray Serve folder on a fresh local Ray instance and keeps it up until stopped.
+
+The folder's `app.py` is imported under the module name `app` (the name its config's
+`import_path` uses) and Ray's workers find it through `JobConfig(code_search_path=[folder])`:
+running `onnxsmith serve DIR` executes DIR/app.py, as `serve run` would — serve folders you
+trust. A local instance (`address="local"`) never joins a cluster that `RAY_ADDRESS` or a
+`ray start` on this machine points at.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+from onnxsmith.errors import OnnxsmithError, UsageError
+from onnxsmith.serve.ray_serve import APP_FILE, Application, read_applications, require_ray
+
+OBJECT_STORE_BYTES = 128 * 2**20  # requests travel over HTTP, not the object store
+
+
+def check_port(host: str, port: int) -> None:
+    """Fails in one line when `host:port` cannot be bound (taken, or not this machine's)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UsageError(
+                f"serve: cannot listen on {host}:{port} ({e.strerror}) — pick another --port"
+            ) from e
+
+
+def _load_app(folder: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("app", folder / APP_FILE)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"serve: {folder / APP_FILE} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_cpus(apps: list[Application]) -> int:
+    need, have = sum(a.cpus for a in apps), os.cpu_count() or 1
+    if need > have:
+        raise UsageError(
+            f"serve: the applications reserve {need} CPUs (replicas x threads), this machine has "
+            f"{have} — re-export with fewer --instances or --threads"
+        )
+    return have
+
+
+@contextmanager
+def running(folder: Path, *, host: str, port: int, debug: bool = False) -> Iterator[list[str]]:
+    """Serves every application of `folder` on `host:port`; yields their URLs; tears all down."""
+    require_ray("serve")
+    apps = read_applications(folder)
+    cpus = _check_cpus(apps)
+    check_port(host, port)
+    import ray
+    from ray import serve
+
+    module = _load_app(folder)
+    ray.init(
+        address="local",
+        num_cpus=cpus,
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+        log_to_driver=debug,
+        logging_level="INFO" if debug else "ERROR",
+        job_config=ray.job_config.JobConfig(code_search_path=[str(folder.resolve())]),
+    )
+    try:
+        serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
+        for app in apps:
+            try:
+                serve.run(module.build_app(app.args), name=app.name, route_prefix=app.route_prefix)
+            except Exception as e:
+                raise OnnxsmithError(
+                    f"serve: application {app.name!r} did not start: {_first_line(e)}"
+                ) from e
+        yield [f"http://{host}:{port}{app.route_prefix}" for app in apps]
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        sys.modules.pop("app", None)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def wait_for_stop() -> None:
+    """Blocks until SIGINT (Ctrl-C) or SIGTERM."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
