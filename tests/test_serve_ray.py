@@ -10,6 +10,7 @@ included, even when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,6 +40,7 @@ REQUEST_TIMEOUT_S = 30.0
 # difference is the server running several requests as one batch: another summation order in
 # Conv/Gemm, a few float32 ulps on logits of magnitude ~1.
 RTOL, ATOL = 1e-5, 1e-5
+NEEDS_RAY = "needs the cluster extra: pip install 'onnxsmith[cluster]'"
 
 
 def free_port() -> int:
@@ -84,20 +86,16 @@ def stop(process: subprocess.Popen) -> None:
     """SIGTERM (a clean Serve and Ray shutdown), then SIGKILL to the whole process group."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # Ray's daemons share the group
-    except ProcessLookupError:
-        pass
     process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    pytest.importorskip("ray.serve", reason="needs the cluster extra: pip install 'onnxsmith[cluster]'")
+    pytest.importorskip("ray.serve", reason=NEEDS_RAY)
     root = tmp_path_factory.mktemp("ray_serve")
     cnn = save_model(tiny_cnn(seed=0), root / "cnn.onnx")
     ids = fixed_int_model(root / "ids.onnx")
@@ -107,7 +105,7 @@ def server(tmp_path_factory):
     log = root / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "onnxsmith.cli.main", "serve", str(app), "--port", str(port)],
+            [sys.executable, "-P", "-m", "onnxsmith.cli.main", "serve", app, "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=root,
@@ -224,13 +222,13 @@ def test_wrong_routes_methods_and_integer_inputs(server):
 
 
 def test_serve_refuses_a_folder_that_is_not_an_app(cli, tmp_path):
-    pytest.importorskip("ray.serve", reason="needs the cluster extra")
+    pytest.importorskip("ray.serve", reason=NEEDS_RAY)
     code, _, err = cli("serve", tmp_path, "--port", str(free_port()))
     assert code == 2 and "serve-export MODEL --format ray-serve" in err and err.count("\n") == 1
 
 
 def test_serve_refuses_a_taken_port(cli, tmp_path, cnn_path):
-    pytest.importorskip("ray.serve", reason="needs the cluster extra")
+    pytest.importorskip("ray.serve", reason=NEEDS_RAY)
     assert cli("serve-export", cnn_path, "--format", "ray-serve", "-o", tmp_path / "app")[0] == 0
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
