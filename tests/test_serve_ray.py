@@ -10,12 +10,8 @@ included, even when a test fails.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -33,8 +29,8 @@ from onnxsmith.cli.main import main
 from onnxsmith.digits import load_digits_split
 from onnxsmith.io import save_model
 from onnxsmith.samples import tiny_cnn
+from onnxsmith.serve.ray_server import free_port, serving_in_background
 
-START_TIMEOUT_S = 150.0  # Ray on a loaded 2-core machine; the loop below is bounded by it
 REQUEST_TIMEOUT_S = 30.0
 # Same ORT build and graph on both sides, and JSON round-trips float32 exactly, so the only
 # difference is the server running several requests as one batch: another summation order in
@@ -43,27 +39,14 @@ RTOL, ATOL = 1e-5, 1e-5
 NEEDS_RAY = "needs the cluster extra: pip install 'onnxsmith[cluster]'"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def call(url: str, body: bytes | None = None, method: str = "POST") -> tuple[int, dict]:
-    """(status, JSON body) of one request; HTTP errors are answers, not exceptions.
-
-    Ray's proxy answers a route that is not up yet in plain text: `{"text": ...}` then.
-    """
+    """(status, JSON body) of one request; HTTP errors are answers, not exceptions."""
     request = urllib.request.Request(url, data=body, method=method)
     try:
         with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
-            status, raw = response.status, response.read()
+            return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, {"text": raw.decode(errors="replace")}
+        return e.code, json.loads(e.read())
 
 
 def predict(url: str, **inputs: np.ndarray) -> tuple[int, dict]:
@@ -82,17 +65,6 @@ def fixed_int_model(path: Path) -> Path:
     return save_model(to_ir(graph, opset=14), path)
 
 
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM (a clean Serve and Ray shutdown), then SIGKILL to the whole process group."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=60)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # Ray's daemons share the group
-    process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     pytest.importorskip("ray.serve", reason=NEEDS_RAY)
@@ -101,33 +73,8 @@ def server(tmp_path_factory):
     ids = fixed_int_model(root / "ids.onnx")
     app = root / "app"
     assert main(["serve-export", str(cnn), str(ids), "--format", "ray-serve", "-o", str(app)]) == 0
-    port = free_port()
-    log = root / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-P", "-m", "onnxsmith.cli.main", "serve", app, "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=root,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not all(_up(f"{base}/{name}/info") for name in ("cnn", "ids")):
-            assert process.poll() is None, f"serve exited: {log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"serve not up: {log.read_text()[-2000:]}"
-            time.sleep(1.0)
-        yield {"base": base, "cnn": cnn, "ids": ids, "log": log}
-    finally:
-        stop(process)
-
-
-def _up(url: str) -> bool:
-    try:
-        return call(url, method="GET")[0] == 200
-    except OSError:
-        return False
+    with serving_in_background(app, port=free_port(), log=root / "serve.log") as base:
+        yield {"base": base, "cnn": cnn, "ids": ids}
 
 
 @pytest.fixture(scope="module")

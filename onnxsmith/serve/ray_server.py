@@ -9,12 +9,16 @@ trust. A local instance (`address="local"`) never joins a cluster that `RAY_ADDR
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -109,3 +113,60 @@ def wait_for_stop() -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (another process may take it before you)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return bool(response.status == 200)
+    except OSError:  # refused, not routed yet (404), or timed out
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a clean Serve and Ray shutdown), then SIGKILL to the whole process group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # Ray's daemons share the group
+    process.wait(timeout=10)
+
+
+@contextmanager
+def serving_in_background(
+    folder: Path, *, port: int, log: Path, start_timeout: float = 150.0
+) -> Iterator[str]:
+    """Runs `onnxsmith serve FOLDER --port PORT` (loopback) in a child process until every route
+    answers `/info`; yields `http://127.0.0.1:PORT`; stops it, Ray included, even on error.
+
+    For tests, benchmarks and CI scripts; the child's output goes to `log`.
+    """
+    names = [app.name for app in read_applications(folder)]
+    command = [sys.executable, "-P", "-m", "onnxsmith.cli.main", "serve", str(folder)]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # one process group, so _stop reaches Ray's daemons
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not all(_answers(f"{base}/{name}/info") for name in names):
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = " | ".join(log.read_text().strip().splitlines()[-5:])
+                raise OnnxsmithError(f"serve: {folder} did not come up on {base}: {tail}")
+            time.sleep(1.0)
+        yield base
+    finally:
+        _stop(process)
