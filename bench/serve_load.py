@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -105,6 +106,12 @@ def load_test(
     }
 
 
+def replica_stats(base: str) -> dict:
+    """Requests and batches the (single) replica has run so far, from its /info."""
+    with urllib.request.urlopen(f"{base}/digits/info", timeout=60) as response:
+        return dict(json.loads(response.read())["replica_stats"])
+
+
 def in_process(model: Path, images: np.ndarray, order: np.ndarray) -> float:
     """Requests per second of ORT in this process: batch 1, one thread, no HTTP, no JSON."""
     session = create_session(model, threads=1)
@@ -146,18 +153,23 @@ def main() -> None:
         rng = np.random.default_rng(0)
         order = rng.integers(0, len(images), args.requests)
         port = free_port()
-        with serving_in_background(root / "app", port=port, log=root / "serve.log"):
+        with serving_in_background(root / "app", port=port, log=root / "serve.log") as base:
             load_test(port, images, want, order[: args.warmup], args.clients)
+            before = replica_stats(base)
             result = load_test(port, images, want, order, args.clients)
+            after = replica_stats(base)
         reference = in_process(model, images, order)
     served_top1 = float((result["classes"] == labels[order]).mean())
+    batches = after["batches"] - before["batches"]
+    mean_batch = (after["requests"] - before["requests"]) / max(batches, 1)
     print(f"CPU: {cpu_line()}; onnxruntime {ort.__version__}; {time.strftime('%Y-%m-%d')}")
     print(
         f"{args.requests} requests, {args.clients} clients, max batch {args.max_batch_size}: "
         f"{result['throughput']:.0f} req/s ({result['wall_s']:.1f} s), latency ms p50 "
         f"{result['p50']:.1f} p90 {result['p90']:.1f} p99 {result['p99']:.1f} max "
         f"{result['max']:.1f}; errors {result['errors']}, wrong answers {result['wrong']}; "
-        f"served top-1 {served_top1:.2%}"
+        f"served top-1 {served_top1:.2%}; {batches} batches, mean {mean_batch:.1f} requests, "
+        f"largest {after['largest_batch']}"
     )
     print(f"ORT in-process, batch 1, 1 thread, same images: {reference:.0f} req/s")
 

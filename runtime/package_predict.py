@@ -109,7 +109,8 @@ def save_outputs(outputs: dict[str, np.ndarray], path: Path, as_json: bool) -> N
         text = json.dumps({"outputs": {k: v.tolist() for k, v in outputs.items()}})
         write_atomic(path, lambda f: f.write(text.encode()))
     else:
-        write_atomic(path, lambda f: np.savez(f, **outputs))
+        arrays: dict[str, Any] = outputs  # numpy's stubs type **kwds like allow_pickle
+        write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -11,9 +11,11 @@ One application per model at `/NAME`, one deployment each; every replica holds o
 - `POST /NAME/predict` with `{"inputs": {"INPUT": nested lists}}` answers
   `{"outputs": {"OUTPUT": nested lists}}`. Floats travel as JSON numbers, which round-trip
   float32 exactly.
-- `GET /NAME/info` answers the model's metadata (signature, opsets, onnxsmith steps, batching).
+- `GET /NAME/info` answers the model's metadata (signature, opsets, onnxsmith steps, batching)
+  and the answering replica's counts of requests and batches.
 - A request that does not match the model's signature (names, dtypes, ranks, static dims) gets
-  400 and `{"error": "one line"}`; a body over `MAX_BODY_BYTES` gets 413.
+  400 and `{"error": "one line"}`; a body over `MAX_BODY_BYTES` gets 413; ORT failing on a
+  feed it accepted gets 500.
 - Requests are batched across clients with `@serve.batch` when every input and output has the
   same symbolic leading dim; requests whose other dims differ run in separate groups.
 """
@@ -129,14 +131,16 @@ class OnnxModel:
         model = str(Path(folder) / self.metadata["model"])
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self.batch_dim = batch_dim(self.metadata)
+        self.stats = {"requests": 0, "batches": 0, "largest_batch": 0}  # this replica's
         self.metadata["serving"] = {
             "max_batch_size": max_batch_size,
             "batch_wait_timeout_s": batch_wait_timeout_s,
             "batched_across_requests": self.batch_dim is not None,
             "intra_op_threads": threads,
         }
-        self.predict_batch.set_max_batch_size(max_batch_size)
-        self.predict_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        batched: Any = self.predict_batch  # serve.batch's setters are not in its type hints
+        batched.set_max_batch_size(max_batch_size)
+        batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     async def __call__(self, request: Request) -> Response:
         route = request.url.path[len(request.scope.get("root_path", "")) :].strip("/")
@@ -146,7 +150,7 @@ class OnnxModel:
         if request.method != method:
             return _json({"error": f"{route} takes {method}, not {request.method}"}, 405)
         if route == "info":
-            return _json(self.metadata)
+            return _json({**self.metadata, "replica_stats": self.stats})
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return _json({"error": f"body over {MAX_BODY_BYTES} bytes: split the batch"}, 413)
@@ -157,12 +161,18 @@ class OnnxModel:
         except BadRequest as e:
             return _json({"error": str(e)}, 400)
         result = await self.predict_batch(feed)
-        if isinstance(result, Exception):  # ORT refused a feed that passed the checks
-            return _json({"error": f"the model refused the feed: {_first_line(result)}"}, 400)
+        if isinstance(result, Exception):
+            # ORT's InvalidArgument: a feed the signature checks could not catch (e.g. dims two
+            # inputs must share under different names); anything else failed inside the model.
+            status = 400 if type(result).__name__ == "InvalidArgument" else 500
+            return _json({"error": f"the model refused the feed: {_first_line(result)}"}, status)
         return _json({"outputs": {name: value.tolist() for name, value in result.items()}})
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def predict_batch(self, feeds: list[Feed]) -> list[Feed | Exception]:
+        self.stats["requests"] += len(feeds)
+        self.stats["batches"] += 1
+        self.stats["largest_batch"] = max(self.stats["largest_batch"], len(feeds))
         return await asyncio.to_thread(self._run_groups, feeds)
 
     def _run(self, feed: Feed) -> Feed:
@@ -211,14 +221,19 @@ def build_app(args: dict[str, Any]) -> Any:
     """
     folder = Path(__file__).resolve().parent / args["model"]
     threads = int(args.get("threads", 1))
-    deployment = OnnxModel.options(
+    max_batch_size = int(args.get("max_batch_size", 32))
+    model: Any = OnnxModel  # a serve Deployment; the decorator's type hints keep the class
+    deployment = model.options(
         name=Path(args["model"]).name,
         num_replicas=int(args.get("replicas", 1)),
         ray_actor_options={"num_cpus": threads},
+        # Serve's default (5 requests in a replica at once) would cap every batch at 5; twice
+        # the batch lets the next batch fill while one runs.
+        max_ongoing_requests=2 * max_batch_size,
     )
     return deployment.bind(
         str(folder),
         threads=threads,
-        max_batch_size=int(args.get("max_batch_size", 32)),
+        max_batch_size=max_batch_size,
         batch_wait_timeout_s=float(args.get("batch_wait_timeout_s", 0.002)),
     )

@@ -130,7 +130,8 @@ def test_load_300_requests_16_clients(server, digits):
     with ThreadPoolExecutor(16) as pool:
         outcomes = list(pool.map(check, requests))
     seconds = time.perf_counter() - start
-    print(f"300 requests, 16 clients: {300 / seconds:.0f} requests/s")
+    stats = call(f"{url}/info", method="GET")[1]["replica_stats"]
+    print(f"300 requests, 16 clients: {300 / seconds:.0f} requests/s; replica: {stats}")
     assert outcomes.count("ok") == 300, sorted(set(outcomes))
 
 

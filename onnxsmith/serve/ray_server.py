@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import signal
 import socket
@@ -78,7 +79,7 @@ def running(folder: Path, *, host: str, port: int, debug: bool = False) -> Itera
         include_dashboard=False,
         object_store_memory=OBJECT_STORE_BYTES,
         log_to_driver=debug,
-        logging_level="INFO" if debug else "ERROR",
+        logging_level=logging.INFO if debug else logging.ERROR,
         job_config=ray.job_config.JobConfig(code_search_path=[str(folder.resolve())]),
     )
     try:
