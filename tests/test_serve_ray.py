@@ -185,6 +185,16 @@ def test_serve_refuses_a_taken_port(cli, tmp_path, cnn_path):
     assert code == 2 and "pick another --port" in err and err.count("\n") == 1
 
 
+def test_serve_refuses_a_broken_model_before_starting_ray(cli, tmp_path, cnn_path):
+    pytest.importorskip("ray.serve", reason=NEEDS_RAY)
+    assert cli("serve-export", cnn_path, "--format", "ray-serve", "-o", tmp_path / "app")[0] == 0
+    (tmp_path / "app" / "models" / "cnn" / "model.onnx").write_bytes(b"not a model")
+    code, _, err = cli("serve", tmp_path / "app", "--port", str(free_port()))
+    assert code == 1 and "model.onnx: not an ONNX model" in err and err.count("\n") == 1
+    code, _, err = cli("serve", tmp_path / "app", "--port", "70000")
+    assert code == 2 and "not a TCP port" in err
+
+
 def test_without_ray_both_verbs_name_the_extra(cli, tmp_path, cnn_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # find_spec("ray") is then None
     code, _, err = cli("serve-export", cnn_path, "--format", "ray-serve", "-o", tmp_path / "app")

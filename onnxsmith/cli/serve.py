@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     debug = logging.getLogger().isEnabledFor(logging.DEBUG)  # main sets DEBUG for --debug
     with running(Path(args.folder), host=args.host, port=args.port, debug=debug) as urls:
         for url in urls:
-            console.print(f"serving {url}/predict (POST) and {url}/info (GET)")
+            console.print(f"serving POST {url}/predict, GET {url}/info", soft_wrap=True)
         console.print("Ctrl-C stops", highlight=False)
         wait_for_stop()
     console.print("stopped")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from pathlib import Path
 from types import ModuleType
 
 from onnxsmith.errors import OnnxsmithError, UsageError
+from onnxsmith.io import load_model
 from onnxsmith.serve.ray_serve import APP_FILE, Application, read_applications, require_ray
 
 OBJECT_STORE_BYTES = 128 * 2**20  # requests travel over HTTP, not the object store
@@ -69,8 +71,13 @@ def running(folder: Path, *, host: str, port: int, debug: bool = False) -> Itera
     apps = read_applications(folder)
     cpus = _check_cpus(apps)
     check_port(host, port)
+    for app in apps:  # a broken model fails here in one line, not after Ray's retries
+        metadata = json.loads((folder / app.args["model"] / "metadata.json").read_text())
+        load_model(folder / app.args["model"] / metadata["model"])
     import ray
     from ray import serve
+
+    logging.getLogger("ray.serve").setLevel(logging.INFO if debug else logging.WARNING)
 
     module = _load_app(folder)
     ray.init(
@@ -89,18 +96,24 @@ def running(folder: Path, *, host: str, port: int, debug: bool = False) -> Itera
                 serve.run(module.build_app(app.args), name=app.name, route_prefix=app.route_prefix)
             except Exception as e:
                 raise OnnxsmithError(
-                    f"serve: application {app.name!r} did not start: {_first_line(e)}"
+                    f"serve: application {app.name!r} did not start: {_failure(serve, app, e)}"
                 ) from e
         yield [f"http://{host}:{port}{app.route_prefix}" for app in apps]
     finally:
-        serve.shutdown()
+        # The instance is ours alone: shutting Ray down stops Serve's actors with it (an
+        # explicit serve.shutdown() first only adds a retry warning from the dying controller).
         ray.shutdown()
         sys.modules.pop("app", None)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _failure(serve: ModuleType, app: Application, error: Exception) -> str:
+    """The last line of the deployment's own error (a replica's traceback) or of `error`."""
+    with contextlib.suppress(Exception):
+        overview = serve.status().applications[app.name]
+        messages = [d.message for d in overview.deployments.values() if d.message]
+        error = RuntimeError(messages[0] if messages else overview.message)
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
 
 
 def wait_for_stop() -> None:
@@ -138,7 +151,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=60)
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # Ray's daemons share the group
+        # GCS and raylet share the group; Ray's workers (own sessions) exit with their raylet.
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
 
 
