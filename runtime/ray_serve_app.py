@@ -151,13 +151,19 @@ class OnnxModel:
             return _json({"error": f"{route} takes {method}, not {request.method}"}, 405)
         if route == "info":
             return _json({**self.metadata, "replica_stats": self.stats})
+        declared = request.headers.get("content-length", "0")
+        too_big = {"error": f"body over {MAX_BODY_BYTES} bytes: split the batch"}
+        if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+            return _json(too_big, 413)
         body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return _json({"error": f"body over {MAX_BODY_BYTES} bytes: split the batch"}, 413)
+        if len(body) > MAX_BODY_BYTES:  # chunked, without a length up front
+            return _json(too_big, 413)
         try:
-            feed = validate(self.metadata["inputs"], json.loads(body))
-        except json.JSONDecodeError as e:
-            return _json({"error": f"the body is not JSON: {e}"}, 400)
+            parsed = json.loads(body)
+        except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, or nested too deep
+            return _json({"error": f"the body is not JSON: {_first_line(e)}"}, 400)
+        try:
+            feed = validate(self.metadata["inputs"], parsed)
         except BadRequest as e:
             return _json({"error": str(e)}, 400)
         result = await self.predict_batch(feed)

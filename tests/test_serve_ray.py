@@ -137,6 +137,8 @@ def test_load_300_requests_16_clients(server, digits):
 
 MALFORMED = [
     (b"not json", 400, "not JSON"),
+    (b"\xff\xfe", 400, "not JSON"),
+    (b"[" * 100_000, 400, "not JSON"),
     (b"[1, 2]", 400, "JSON object"),
     (b'{"inputs": {}}', 400, "missing ['image']"),
     (b'{"inputs": {"image": [[[[0.5]]]], "extra": [1]}}', 400, "unknown ['extra']"),
