@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from modelzoo import to_ir
 from onnx import TensorProto, helper
+from onnxsmith.runtime.handoff_scripts import RAY_SERVE_APP
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.cli.main import main
@@ -169,6 +170,46 @@ def test_wrong_routes_methods_and_integer_inputs(server):
     assert call(f"{base}/ids/predict", huge)[0] == 400
     status, answer = predict(f"{base}/ids", ids=np.zeros((3, 3), np.int64))
     assert status == 400 and "axis 0 must be 2" in answer["error"]
+
+
+def test_export_layout_is_rays_own_config(cli, tmp_path, cnn_path):
+    yaml = pytest.importorskip("yaml", reason=NEEDS_RAY)
+    pytest.importorskip("ray.serve", reason=NEEDS_RAY)
+    out = tmp_path / "app"
+    code, _, err = cli(
+        "serve-export", cnn_path, "--format", "ray-serve", "-o", out, "--name", "digits",
+        "--instances", "2", "--max-batch-size", "8", "--batch-wait-ms", "5",
+    )  # fmt: skip
+    assert code == 0, err
+    assert (out / "app.py").read_bytes() == RAY_SERVE_APP.read_bytes()
+    assert (out / "models" / "digits" / "model.onnx").read_bytes() == cnn_path.read_bytes()
+    config = yaml.safe_load((out / "serve_config.yaml").read_text())
+    assert config["http_options"] == {"host": "127.0.0.1", "port": 8000}
+    (app,) = config["applications"]
+    assert app["route_prefix"] == "/digits" and app["import_path"] == "app:build_app"
+    assert app["args"] == {
+        "model": "models/digits",
+        "replicas": 2,
+        "threads": 1,
+        "max_batch_size": 8,
+        "batch_wait_timeout_s": 0.005,
+    }
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        (["--threads", "0"], "must be at least 1"),
+        (["--name", "a/b"], "letters, digits"),
+        (["--name", "a", "--name", "b"], "one per model"),
+    ],
+)
+def test_export_refuses_bad_options(cli, tmp_path, cnn_path, extra, reason):
+    pytest.importorskip("ray.serve", reason=NEEDS_RAY)
+    out = tmp_path / "app"
+    code, _, err = cli("serve-export", cnn_path, "--format", "ray-serve", "-o", out, *extra)
+    assert code == 2 and reason in err and err.count("\n") == 1
+    assert not out.exists()
 
 
 def test_serve_refuses_a_folder_that_is_not_an_app(cli, tmp_path):
