@@ -26,24 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--name", action="append", help="model name in the repository (repeat)")
-    parser.add_argument(
-        "--max-batch-size", type=int, default=32, help="triton, ray-serve (default 32)"
-    )
-    parser.add_argument(
-        "--instances",
-        type=int,
-        default=1,
-        help="triton CPU instances, ray-serve replicas per model",
-    )
-    parser.add_argument(
-        "--threads", type=int, default=1, help="ray-serve: ORT threads (and CPUs) per replica"
-    )
-    parser.add_argument(
-        "--batch-wait-ms",
-        type=float,
-        default=2.0,
-        help="ray-serve: how long a batch waits to fill (default 2)",
-    )
+    parser.add_argument("--max-batch-size", type=int, default=32, help="triton, ray-serve")
+    parser.add_argument("--instances", type=int, default=1, help="triton, ray-serve: copies")
+    parser.add_argument("--threads", type=int, default=1, help="ray-serve: ORT threads per replica")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="ray-serve: batch wait")
     parser.add_argument("--ensemble", help="triton: also write an ensemble of all models, named so")
     parser.add_argument("--report", type=Path, help="package: a JSON report to embed as metrics")
 
