@@ -26,10 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--name", action="append", help="model name in the repository (repeat)")
-    parser.add_argument("--max-batch-size", type=int, default=32, help="triton, ray-serve")
-    parser.add_argument("--instances", type=int, default=1, help="triton, ray-serve: copies")
-    parser.add_argument("--threads", type=int, default=1, help="ray-serve: ORT threads per replica")
-    parser.add_argument("--batch-wait-ms", type=float, default=2.0, help="ray-serve: batch wait")
+    parser.add_argument("--max-batch-size", type=int, default=32, metavar="N", help="default 32")
+    parser.add_argument(
+        "--instances", type=int, default=1, metavar="N", help="triton instances, ray-serve replicas"
+    )
+    parser.add_argument("--threads", type=int, default=1, metavar="N", help="ray-serve ORT threads")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0, metavar="MS", help="batch wait")
     parser.add_argument("--ensemble", help="triton: also write an ensemble of all models, named so")
     parser.add_argument("--report", type=Path, help="package: a JSON report to embed as metrics")
 
