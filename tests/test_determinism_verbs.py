@@ -10,6 +10,7 @@ timings, which is the point of it).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ from onnxsmith.io import save_model
 from onnxsmith.samples import tiny_cnn
 
 ZOO = Path(__file__).with_name("torch_models.py")
+HAS_RAY = importlib.util.find_spec("ray") is not None  # the cluster extra: ray-serve export
 
 RUN_VERBS = """
 import json, sys
@@ -47,6 +49,8 @@ def core_verbs(model: Path, calib: Path) -> list[list[str]]:
          "--mode", "cascade", "--threshold", "0.9"],
         ["serve-export", "{out}/mean.onnx", "--format", "triton", "-o", "{out}/triton"],
         ["serve-export", "{out}/mean.onnx", "--format", "package", "-o", "{out}/package"],
+        *([["serve-export", "{out}/mean.onnx", "--format", "ray-serve", "-o", "{out}/ray"]]
+          if HAS_RAY else []),
     ]  # fmt: skip
 
 
@@ -108,6 +112,7 @@ def test_prune_quantize_merge_serve_are_byte_identical_across_processes(tmp_path
         {
             "unstructured.onnx", "structured.onnx", "int8.onnx", "mean.onnx", "cascade.onnx",
             "triton/mean/config.pbtxt", "triton/mean/1/model.onnx",
+            *(["ray/serve_config.yaml", "ray/models/mean/metadata.json"] if HAS_RAY else []),
         },
     )  # fmt: skip
 

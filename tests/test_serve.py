@@ -93,7 +93,10 @@ def test_ort_format_loads_and_matches(cli, chain, tmp_path):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_package_runs_its_predict_script(cli, chain, tmp_path):
+@pytest.fixture
+def package(cli, chain, tmp_path):
+    """A package of the mlp (x: float32[batch, 8] -> y: float32[batch, 4]) and a folder that is
+    neither the package nor where the feeds are: predict.py must not depend on the cwd."""
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"p50_ratio": 0.5}))
     out = tmp_path / "pkg"
@@ -101,17 +104,78 @@ def test_package_runs_its_predict_script(cli, chain, tmp_path):
         "serve-export", chain[0], "--format", "package", "-o", out, "--report", report
     )
     assert code == 0, err
-    metadata = json.loads((out / "metadata.json").read_text())
-    assert metadata["inputs"][0]["name"] == "x" and metadata["metrics"] == {"p50_ratio": 0.5}
-    np.savez(tmp_path / "feed.npz", x=np.ones((2, 8), np.float32))
-    done = subprocess.run(
-        [sys.executable, "predict.py", str(tmp_path / "feed.npz")],
-        cwd=out,
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    return out, elsewhere
+
+
+def run_predict(package_dir, cwd, *args):
+    return subprocess.run(
+        [sys.executable, str(package_dir / "predict.py"), *map(str, args)],
+        cwd=cwd,
         capture_output=True,
         text=True,
-        check=True,
+        timeout=120,
     )
-    assert done.stdout.strip() == "y (2, 4) float32"
+
+
+def test_package_metadata(package):
+    metadata = json.loads((package[0] / "metadata.json").read_text())
+    assert metadata["inputs"] == [{"name": "x", "dtype": "float32", "shape": ["batch", 8]}]
+    assert metadata["metrics"] == {"p50_ratio": 0.5}
+
+
+def test_package_predict_runs_from_another_folder(package, chain, tmp_path):
+    out, elsewhere = package
+    rng = np.random.default_rng(0)
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    xs = {f"{i:02d}": rng.normal(size=(i + 1, 8)).astype(np.float32) for i in range(3)}
+    for stem, x in xs.items():
+        np.savez(feeds / f"{stem}.npz", x=x)
+    xs["single"] = rng.normal(size=(2, 8)).astype(np.float32)
+    np.savez(tmp_path / "single.npz", x=xs["single"])
+    done = run_predict(out, elsewhere, "../feeds", "../single.npz", "-o", "preds")
+    assert done.returncode == 0, done.stderr
+    assert "4 feed(s) through model.onnx" in done.stdout and "y float32[3, 4]" in done.stdout
+    session = create_session(chain[0])
+    for stem, x in xs.items():
+        with np.load(elsewhere / "preds" / f"{stem}.npz") as got:
+            # same ORT, same graph: only the thread split may differ, and it does not split K
+            np.testing.assert_allclose(got["y"], session.run(None, {"x": x})[0], rtol=1e-6)
+    done = run_predict(out, elsewhere, "../single.npz", "--json", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    got = json.loads((elsewhere / "json" / "single.json").read_text())["outputs"]["y"]
+    want = session.run(None, {"x": xs["single"]})[0]
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=1e-6)
+
+
+def test_package_predict_help(package):
+    done = run_predict(package[0], package[1], "--help")
+    assert done.returncode == 0 and "usage: predict.py" in done.stdout and "--json" in done.stdout
+    assert not (package[1] / "--help").exists() and not (package[1] / "predictions").exists()
+
+
+@pytest.mark.parametrize(
+    ("arrays", "reason"),
+    [
+        ({"x": np.ones((2, 8))}, "input 'x' is float64, the model takes float32"),
+        ({"x": np.ones((2, 7), np.float32)}, "has shape [2, 7], the model takes [batch, 8]"),
+        ({"x": np.ones(8, np.float32)}, "has shape [8], the model takes [batch, 8]"),
+        ({"image": np.ones((2, 8), np.float32)}, "has arrays ['image'], the model takes ['x']"),
+    ],
+)
+def test_package_predict_refuses_a_feed_in_one_line(package, tmp_path, arrays, reason):
+    out, elsewhere = package
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, x=np.ones((1, 8), np.float32))
+    np.savez(bad, **arrays)
+    done = run_predict(out, elsewhere, good, bad)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and str(bad) in done.stderr and reason in done.stderr
+    assert not (elsewhere / "predictions").exists()  # nothing written, not even the good feed
+    missing = run_predict(out, elsewhere, tmp_path / "nope.npz")
+    assert missing.returncode == 1 and "no such file or folder" in missing.stderr
 
 
 def test_bad_requests_leave_nothing(cli, chain, tmp_path):

@@ -1,4 +1,4 @@
-"""`onnxsmith serve-export`: a Triton repository, ORT format, or a self-describing package."""
+"""`onnxsmith serve-export`: a Triton repository, a Ray Serve app, ORT format, or a package."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from onnxsmith.errors import UsageError
 from onnxsmith.io import load_model
 from onnxsmith.runtime.ort_format import convert_to_ort
 from onnxsmith.serve.package import write_package
+from onnxsmith.serve.ray_serve import ServeOptions, require_ray, write_ray_serve_app
 from onnxsmith.serve.triton import write_repository
 
-HELP = "hand a model to a serving stack: Triton repository, ORT format, or a package"
-EXAMPLE = "onnxsmith serve-export model.int8.onnx --format triton -o model_repository"
-FORMATS = ("triton", "ort", "package")
+HELP = "hand models to a serving stack: Triton repository, Ray Serve app, ORT format, package"
+EXAMPLE = "onnxsmith serve-export model.int8.onnx --format ray-serve -o served"
+FORMATS = ("triton", "ray-serve", "ort", "package")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,13 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--name", action="append", help="model name in the repository (repeat)")
-    parser.add_argument("--max-batch-size", type=int, default=32, help="triton (default 32)")
-    parser.add_argument("--instances", type=int, default=1, help="triton CPU instances per model")
+    parser.add_argument("--max-batch-size", type=int, default=32, metavar="N", help="default 32")
+    parser.add_argument(
+        "--instances", type=int, default=1, metavar="N", help="triton instances, ray-serve replicas"
+    )
+    parser.add_argument("--threads", type=int, default=1, metavar="N", help="ray-serve ORT threads")
+    parser.add_argument("--batch-wait-ms", type=float, default=2.0, metavar="MS", help="batch wait")
     parser.add_argument("--ensemble", help="triton: also write an ensemble of all models, named so")
     parser.add_argument("--report", type=Path, help="package: a JSON report to embed as metrics")
 
 
 def _export(args: argparse.Namespace, staging: Path) -> list[Path]:
+    if args.format == "ray-serve":
+        require_ray("serve-export")
     sources = [Path(m) for m in args.models]
     for source in sources:
         load_model(source)  # one-line errors for bad models before anything is written
@@ -44,6 +51,11 @@ def _export(args: argparse.Namespace, staging: Path) -> list[Path]:
             instances=args.instances,
             ensemble=args.ensemble,
         )
+    if args.format == "ray-serve":
+        options = ServeOptions(
+            args.instances, args.threads, args.max_batch_size, args.batch_wait_ms
+        )
+        return write_ray_serve_app(sources, staging, names=args.name, options=options)
     if len(sources) != 1:
         raise UsageError(f"serve-export: --format {args.format} takes one model")
     if args.format == "ort":

@@ -20,6 +20,7 @@ from onnxsmith.cli import (
     optimize,
     prune,
     quantize,
+    serve,
     serve_export,
 )
 from onnxsmith.errors import OnnxsmithError, UsageError
@@ -36,6 +37,7 @@ VERBS: dict[str, ModuleType] = {
     "distill": distill,
     "bench": bench,
     "serve-export": serve_export,
+    "serve": serve,
 }
 
 

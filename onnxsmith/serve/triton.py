@@ -7,7 +7,6 @@ with the schema that `tritonclient` ships.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from onnxsmith.errors import UsageError
 from onnxsmith.io import load_model
+from onnxsmith.serve.files import copy_model, model_names
 from onnxsmith.signature import TensorSpec, input_specs, output_specs
 
 _TRITON_TYPES = {
@@ -156,18 +156,11 @@ def write_repository(
 
     Returns the config files written. External data files are copied beside each model.
     """
-    names = list(names) if names else [Path(s).stem.replace(".", "_") for s in sources]
-    if len(set(names)) != len(names) or len(names) != len(sources):
-        raise UsageError(f"serve-export: model names must be unique, one per model: {names}")
-    members = [describe(Path(s), n) for s, n in zip(sources, names, strict=True)]
+    chosen = model_names(sources, names)
+    members = [describe(Path(s), n) for s, n in zip(sources, chosen, strict=True)]
     written = []
     for member in members:
-        version = out / member.name / "1"
-        version.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(member.source, version / "model.onnx")
-        data = member.source.with_name(member.source.name + ".data")
-        if data.exists():
-            shutil.copyfile(data, version / data.name)
+        copy_model(member.source, out / member.name / "1")
         config = out / member.name / "config.pbtxt"
         config.write_text(model_config(member, max_batch_size=max_batch_size, instances=instances))
         written.append(config)
