@@ -31,6 +31,7 @@ from onnxsmith.runtime.cpu import CpuFacts
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.kernels import KernelReport
 from onnxsmith.runtime.machine import MachineInfo
+from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timer import LocalTimer, TimedModel, Timer, TimingJob
 
 from onnxsmith.errors import ClusterError, OnnxsmithError, UsageError, name_list
@@ -376,6 +377,9 @@ class NodeTimer:
         packer = _Packer()
         shipped = [([packer(m) for m in job.models], _without_models(job)) for job in jobs]
         return call(self.node, _time_on_node, shipped, timing=True, step=self.step)
+
+    def load(self, model: ir.Model, threads: int | None) -> None:
+        create_session(model, threads=threads)  # checked here: a round trip per model costs more
 
     def kernels(self, model: ir.Model, threads: int | None) -> KernelReport:
         integer, floats, qdq = call(
