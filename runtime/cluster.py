@@ -156,8 +156,8 @@ def resolve(target: Target, step: str) -> Node:
         offered = offered_labels(nodes)
         raise ClusterError(
             f"{step}: no node of the cluster has label {target} — the cluster offers "
-            f"{name_list(offered, 10) if offered else 'no labels'}; add one with 'ray start "
-            f"--address HEAD --labels {target} --resources '{{\"{TIMING_RESOURCE}\": 1}}''"
+            f"{name_list(offered, 10) if offered else 'no labels'}; add one with: ray start "
+            f"--address HEAD --labels {target} --resources '{{\"{TIMING_RESOURCE}\": 1}}'"
         )
     timing = [n for n in labelled if n.timing_slots >= 1]
     if not timing:

@@ -82,14 +82,22 @@ class LocalCluster:
         self._wait("head", self._start("head", args))
 
     def add(self, *nodes: tuple[str, str]) -> None:
-        """Starts (name, labels) worker nodes in parallel, each with one `timing` resource."""
-        started = []
+        """Starts (name, labels) worker nodes, each with one `timing` resource.
+
+        One at a time, each tried twice: `ray start` gives a joining node a fixed 30 s to
+        register, which a loaded 2-core machine can miss.
+        """
         for name, labels in nodes:
-            args = ["--address", self.address]
-            args += ["--labels", labels, "--resources", json.dumps({"timing": 1})]
-            started.append((name, self._start(name, args)))
-        for name, process in started:
-            self._wait(name, process)
+            args = ["--address", self.address, "--labels", labels]
+            args += ["--resources", json.dumps({"timing": 1})]
+            for attempt in (1, 2):
+                try:
+                    self._wait(name, self._start(name, args))
+                    break
+                except RuntimeError:
+                    self.kill(name, signal.SIGKILL)
+                    if attempt == 2:
+                        raise
 
     def kill(self, name: str, sig: int = signal.SIGTERM) -> None:
         """Ends one node's processes (its `ray start` group)."""
