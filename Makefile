@@ -3,7 +3,7 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
-EXTRAS := torch,bench,models,dev
+EXTRAS := torch,bench,models,dev,cluster
 DEPS   := $(VENV)/.deps-installed
 
 .PHONY: demo test lint typecheck fuzz bench clean install

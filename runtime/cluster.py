@@ -109,16 +109,26 @@ def connect(address: str | None, step: str) -> str:
             "RAY_ADDRESS (start one with 'ray start --head')"
         )
     _check_reachable(address, step)
-    try:
-        ray.init(
-            address=address,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            configure_logging=False,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ClusterError(f"{step}: cannot join the Ray cluster at {address} ({reason})") from e
+    # Ray puts the driver's working folder first on every worker's sys.path: run from a
+    # checkout (or any folder holding an `onnxsmith/`), the nodes would import that instead
+    # of their installed onnxsmith. An empty folder is what they get instead.
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="onnxsmith-ray-") as empty:
+        os.chdir(empty)
+        try:
+            ray.init(
+                address=address,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ClusterError(
+                f"{step}: cannot join the Ray cluster at {address} ({reason})"
+            ) from e
+        finally:
+            os.chdir(here)
     return address
 
 
@@ -207,20 +217,22 @@ def submit(node: Node, function: Callable[..., Any], *args: Any, timing: bool) -
     return remote.remote(*args)
 
 
-def wait_any(refs: Sequence[Any], nodes: Mapping[Any, Node], step: str) -> list[Any]:
-    """The refs among `refs` that finished; raises if the node of an unfinished one died."""
-    ray = require_ray(step)
+def wait_any(refs: Sequence[Any], where: Mapping[Any, tuple[Node, str]]) -> list[Any]:
+    """The refs among `refs` that finished; raises, naming the step and node, if the node of
+    an unfinished one left the cluster. `where` maps each ref to (its node, its step)."""
+    ray = require_ray("cluster")
     while True:
         ready, _ = ray.wait(list(refs), num_returns=1, timeout=_POLL_S)
         if ready:
             return ready
-        alive = {n.node_id for n in alive_nodes(step)}
+        alive = {n.node_id for n in alive_nodes("cluster")}
         for ref in refs:
-            if nodes[ref].node_id not in alive:
+            node, step = where[ref]
+            if node.node_id not in alive:
                 ray.cancel(ref, force=True)
                 raise ClusterError(
-                    f"{step}: {nodes[ref].describe()} left the cluster mid-run — nothing "
-                    "written; bring it back (or choose another --target) and rerun"
+                    f"{step}: {node.describe()} left the cluster mid-run — nothing written; "
+                    "bring it back (or choose another --target) and rerun"
                 )
 
 
@@ -248,7 +260,7 @@ def result(ref: Any, node: Node, step: str) -> Any:
 def call(node: Node, function: Callable[..., Any], *args: Any, timing: bool, step: str) -> Any:
     """Runs `function(*args)` on `node` and returns its value (see `submit`, `result`)."""
     ref = submit(node, function, *args, timing=timing)
-    wait_any([ref], {ref: node}, step)
+    wait_any([ref], {ref: (node, step)})
     return result(ref, node, step)
 
 

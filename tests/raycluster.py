@@ -107,7 +107,7 @@ class LocalCluster:
     def close(self) -> None:
         for name in reversed(list(self.groups)):
             self.kill(name, signal.SIGTERM)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 3  # gcs_server can ignore SIGTERM: then SIGKILL
         while time.monotonic() < deadline and any(_alive(g) for g in self.groups.values()):
             time.sleep(0.2)
         for name in self.groups:

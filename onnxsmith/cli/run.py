@@ -34,11 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    recipe = parse_recipe(load_recipe(args.recipe, args.set), Path(args.recipe))
+    raw = load_recipe(args.recipe, args.set)
+    recipe = parse_recipe(raw, Path(args.recipe))
     if recipe.cluster is not None:
         from onnxsmith.runtime.cluster import require_ray
 
         require_ray("run")  # [cluster] without Ray: fail before planning anything
+        # absolute paths: a step's command line names its files unambiguously on every node
+        recipe = parse_recipe(raw, Path(args.recipe).absolute())
     parsers = verb_parsers()
     plans = [(chain, Planner(chain.recipe, parsers).plan()) for chain in expand(recipe)]
     if args.dry_run:

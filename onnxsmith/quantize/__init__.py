@@ -32,6 +32,7 @@ from onnxsmith.quantize.report import LayerRow, QuantizeReport
 from onnxsmith.quantize.search import Search, SearchSettings, clone, observable_output
 from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import METHODS
+from onnxsmith.runtime.cpu import CpuFacts
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.metric import DEFAULT_MAX_LOSS, METRICS, EvalSet
 from onnxsmith.runtime.timer import LocalTimer, Timer
@@ -130,6 +131,7 @@ def quantize(
         latency_aware=latency_aware,
         quant_format=quant_format,
         reduce_range=timer.cpu().int8_saturates(),
+        full_range_measurable=timer.cpu().int8_saturates() == CpuFacts.here().int8_saturates(),
         threads=threads,
         probe_seconds=timing_seconds,
     )

@@ -75,6 +75,9 @@ class SearchSettings:
     latency_aware: bool = True
     quant_format: str = "qdq"
     reduce_range: bool = False  # 7-bit static weights (x86 without VNNI, see runtime.cpu)
+    # 8-bit weights are tried against 7-bit ones by their loss, which is measured here: sound
+    # only if this machine saturates like the target (a VNNI host hides a target's saturation).
+    full_range_measurable: bool = True
     threads: int | None = None
     probe_seconds: float = 6.0
 
@@ -371,7 +374,7 @@ class Search:
             if best is None or score.loss < best[1].loss:
                 best = (method, score, model)
         assert best is not None
-        if self.reduce_range and best[1].loss > 0:
+        if self.reduce_range and best[1].loss > 0 and self.settings.full_range_measurable:
             self.reduce_range = False
             method = best[0]
             ranges = f", {method} ranges" if method else ""

@@ -56,6 +56,11 @@ class _Task:
     timing: bool
     started: float
 
+    @property
+    def label(self) -> str:
+        name = self.chain.chain.name
+        return f"{name}/{self.call.label}" if name else self.call.label
+
 
 def run_on_cluster(
     plans: Sequence[tuple[Chain, list[Invocation]]], spec: ClusterSpec, execute: Execute
@@ -77,8 +82,8 @@ def run_on_cluster(
             _submit_ready(chains, tasks, nodes, execute)
             if not tasks:
                 break
-            where = {ref: task.node for ref, task in tasks.items()}
-            for ref in cluster.wait_any(list(tasks), where, "run"):
+            where = {ref: (task.node, f"run: step {task.label}") for ref, task in tasks.items()}
+            for ref in cluster.wait_any(list(tasks), where):
                 _finish(tasks.pop(ref), ref)
     finally:
         for ref in tasks:  # an error elsewhere: stop the rest, write nothing of theirs
@@ -119,16 +124,17 @@ def _submit_ready(
 
 
 def _finish(task: _Task, ref: Any) -> None:
-    state, call = task.chain, task.call
-    label = f"{state.chain.name}/{call.label}" if state.chain.name else call.label
+    state, call, label = task.chain, task.call, task.label
     status, verdict = "ran", None
     try:
-        written = cluster.result(ref, task.node, "run")
+        written = cluster.result(ref, task.node, f"run: step {label}")
         _write_back(written, state.chain.recipe.output)
     except NotFasterError as e:
         status, verdict = "passed input on", pass_input_on(call, e)
-    except OnnxsmithError as e:
-        raise type(e)(f"run: step {label} failed on {task.node.describe()}: {e}") from e
+    except ClusterError:
+        raise  # it names the step and the node already
+    except OnnxsmithError as e:  # the verb's own error, raised on the node (which it names)
+        raise type(e)(f"run: step {label} failed: {e}") from e
     seconds = time.perf_counter() - task.started
     state.records.append(state.log.record(call, status, verdict, seconds, task.node.node_id))
     state.running = False
@@ -137,8 +143,9 @@ def _finish(task: _Task, ref: Any) -> None:
 def _ship(call: Invocation, output: Path) -> tuple[dict[str, bytes], list[str]]:
     """The files `call` reads, as bytes, and its command line with paths in the scratch folder.
 
-    A value naming an existing file or folder (or `file.py:name`) is shipped; one inside the
-    chain's output folder that does not exist yet is something the step writes.
+    The recipe's paths are absolute (see `cli/run.py`). An absolute path naming an existing
+    file or folder (or `file.py:name`) is shipped, unless it lies in the chain's output folder
+    and is not one of the step's inputs: that is something the step writes.
     """
     files: dict[str, bytes] = {}
     argv = []
@@ -146,8 +153,10 @@ def _ship(call: Invocation, output: Path) -> tuple[dict[str, bytes], list[str]]:
     for i, value in enumerate(call.argv):
         path_text, colon, rest = value.partition(":")
         code = bool(colon) and path_text.endswith(".py")  # file.py:factory
-        path = Path(path_text if code else value).absolute()
-        if path not in read and path.is_relative_to(output.absolute()):
+        path = Path(path_text if code else value)
+        if not path.is_absolute():
+            argv.append(value)
+        elif path not in read and path.is_relative_to(output.absolute()):
             argv.append(f"{WORK}/out/{path.relative_to(output.absolute())}")
         elif path.exists():
             shipped = f"in/{i}/{path.name}"
