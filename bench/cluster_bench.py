@@ -5,7 +5,7 @@ A local cluster is started on this machine (tests/raycluster.py: a head labelled
 a worker labelled hw=edge, one CPU and one `timing` resource each) and killed at the end.
 
 1. `onnxsmith bench ch_PP-OCRv4_det_infer.onnx --target hw=host --target hw=edge`, timed on a
-   real photo (scikit-image's `text` image, 3×160×480, PP-OCR normalisation): one report,
+   real photo (scikit-learn's `china.jpg`, 3×320×480, PP-OCR normalisation): one report,
    both nodes side by side. Both nodes are this machine, so the two columns should agree;
    what the run shows is that each column was measured on its node (its node id).
 2. A recipe over 20 small CNNs (3×64×64 input, widths 16–48, seeded): optimize → prune
@@ -89,12 +89,14 @@ def cnn(seed: int) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-def text_photo(folder: Path) -> Path:
-    """scikit-image's photo of text as one PP-OCR det feed (3×160×480, mean/std normalised)."""
-    from skimage import data, transform
+def photo(folder: Path) -> Path:
+    """scikit-learn's `china.jpg` photo as one PP-OCR det feed (3×320×480, mean/std
+    normalised as PP-OCR does)."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
 
-    gray = transform.resize(data.text(), (160, 480), anti_aliasing=True).astype(np.float32)
-    rgb = np.stack([gray] * 3)
+    image = Image.fromarray(load_sample_image("china.jpg")).resize((480, 320))
+    rgb = np.asarray(image, np.float32).transpose(2, 0, 1) / 255.0
     mean = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
     std = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
     folder.mkdir(parents=True, exist_ok=True)
@@ -134,7 +136,7 @@ def main() -> None:
             import rapidocr_onnxruntime
 
             det = Path(rapidocr_onnxruntime.__file__).parent / "models/ch_PP-OCRv4_det_infer.onnx"
-            feeds = text_photo(work / "photo")
+            feeds = photo(work / "photo")
             report = work / "two-nodes"
             onnxsmith(
                 "bench", str(det), "--data", str(feeds), "--target", "hw=host", "--target",

@@ -270,3 +270,18 @@ def test_chains_expand_models_targets_and_sweeps(tmp_path):
     assert first.bench is not None and first.bench["target"] == "hw=x"
     assert first.output == tmp_path / "r" / "out" / "a" / "hw=x" / "sparsity=0.3"
     assert first.models == ()
+
+
+def test_models_folder_runs_serially_without_a_cluster(cli, tmp_path):
+    """The same chains as a fan-out, one after another here: the baseline of the benchmark."""
+    (tmp_path / "models").mkdir()
+    for i in range(2):
+        save_model(tiny_cnn(seed=i), tmp_path / "models" / f"m{i}.onnx")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('models = "models"\noutput = "out"\n\n[[steps]]\nstep = "optimize"\n')
+    code, out, err = cli("run", recipe)
+    assert code == 0, err
+    chains = json.loads((tmp_path / "out" / "summary.json").read_text())["chains"]
+    assert sorted(chains) == ["m0", "m1"]
+    assert all(c["steps"]["01-optimize"]["node"] is None for c in chains.values())
+    assert (tmp_path / "out" / "m1" / "01-optimize.onnx").is_file() and "┃ node" not in out

@@ -71,13 +71,14 @@ def run(args: argparse.Namespace) -> int:
 def _print(name: str, chains: list[str], records: list[list[StepRecord]]) -> None:
     table = Table(title=f"recipe {name}", title_justify="left")
     several = len(chains) > 1
-    columns = ["chain"] * several + ["step", "status", "seconds", "node", "output"]
+    fanned = any(r.node for chain_records in records for r in chain_records)
+    columns = ["chain"] * several + ["step", "status", "seconds"] + ["node"] * fanned + ["output"]
     for column in columns:
         table.add_column(column)
     for chain, chain_records in zip(chains, records, strict=True):
         for r in chain_records:
-            node = (r.node or "here")[:12]
-            row = [r.label, r.status, f"{r.seconds:.1f}", node, r.output or "-"]
+            node = [(r.node or "-")[:12]] * fanned
+            row = [r.label, r.status, f"{r.seconds:.1f}", *node, r.output or "-"]
             table.add_row(*([chain] * several + row))
     console.print(table)
     for chain, chain_records in zip(chains, records, strict=True):
