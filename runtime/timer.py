@@ -1,4 +1,4 @@
-"""Where latencies are measured: `LocalTimer` here, `cluster.NodeTimer` on a Ray cluster node.
+"""Where latencies are measured: `LocalTimer` here, `remote.NodeTimer` on a Ray cluster node.
 
 quantize and prune ask a `Timer` for every latency they decide on (the probe, the per-group
 timing, the final not-slower check), for the kernels ORT picks and for the CPU's facts, so

@@ -191,7 +191,7 @@ def _on_targets(
 ) -> list[BenchmarkResult]:
     """Timing and memory on each target's node; accuracy once, here (it does not depend on
     which CPU runs the model, and the eval data stays on this machine)."""
-    from onnxsmith.runtime.cluster import benchmark_targets
+    from onnxsmith.runtime.remote import benchmark_targets
 
     results = benchmark_targets(
         args.target, args.cluster, args.models, feeds, options=options, context=context

@@ -43,6 +43,6 @@ def target_timer(args: argparse.Namespace, step: str) -> Timer:
         if args.cluster is not None:
             raise UsageError(f"{step}: --cluster is only used with --target KEY=VALUE")
         return LocalTimer()
-    from onnxsmith.runtime.cluster import timer_for
+    from onnxsmith.runtime.remote import timer_for
 
     return timer_for(args.target, args.cluster, step)

@@ -90,7 +90,7 @@ def quantize(
         timing_seconds: time spent on each latency comparison (the probe, the final check).
         progress: print phases and progress bars on stderr.
         timer: where the latency probe, the final check and the kernel count run, and whose
-            CPU decides 7-bit weights (default: this machine; see `runtime.cluster` for a
+            CPU decides 7-bit weights (default: this machine; see `runtime.remote` for a
             `--target` node).
 
     Raises:
