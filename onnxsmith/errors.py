@@ -44,6 +44,10 @@ class SessionError(OnnxsmithError):
     """ONNX Runtime refused to load or run a model."""
 
 
+class ClusterError(OnnxsmithError):
+    """A Ray cluster that cannot be reached, lacks the target asked for, or lost a node."""
+
+
 class ExportError(OnnxsmithError):
     """A PyTorch model that could not be exported or failed its parity check."""
 

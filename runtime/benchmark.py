@@ -310,6 +310,18 @@ def benchmark(
     )
 
 
+def with_accuracy(
+    result: BenchmarkResult, scores: Sequence[AccuracyResult | None]
+) -> BenchmarkResult:
+    """`result` with each model's accuracy set (scored elsewhere, e.g. on the host while the
+    timing ran on a cluster node)."""
+    models = tuple(
+        dataclasses.replace(model, accuracy=score)
+        for model, score in zip(result.models, scores, strict=True)
+    )
+    return dataclasses.replace(result, models=models)
+
+
 def _prepare(model: ModelLike, name: str | None, scratch: Path) -> _Entry:
     if isinstance(model, ir.Model):
         path = save_model(model, scratch)

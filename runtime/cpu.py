@@ -1,10 +1,12 @@
-"""What this CPU's kernels can do, from /proc/cpuinfo: int8 saturation and the SIMD width.
+"""What a CPU's kernels can do, from /proc/cpuinfo: int8 saturation and the SIMD width.
 
 The one reader of /proc/cpuinfo's flags; `machine.py` describes the machine with the same set.
+`CpuFacts` carries another machine's flags (a cluster node's) to the same decisions.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import platform
 from pathlib import Path
@@ -41,7 +43,7 @@ def int8_saturates(flags: frozenset[str] | None = None, machine: str | None = No
     return not any(f in flags for f in VNNI_FLAGS)
 
 
-def simd_block(flags: frozenset[str] | None = None) -> tuple[int, str]:
+def simd_block(flags: frozenset[str] | None = None, machine: str | None = None) -> tuple[int, str]:
     """(float32 lanes, how it was found): 16 with AVX-512, 8 with AVX/AVX2, 4 otherwise.
 
     ONNX Runtime's CPU convolutions block channels by the vector width (NCHWc with 8 floats on
@@ -54,5 +56,23 @@ def simd_block(flags: frozenset[str] | None = None) -> tuple[int, str]:
     if "avx2" in flags or "avx" in flags:
         return 8, "AVX2 (avx2 in /proc/cpuinfo): 8 floats per vector"
     if flags & {"asimd", "neon", "sse2"}:
-        return 4, f"128-bit SIMD ({platform.machine()}): 4 floats per vector"
+        return 4, f"128-bit SIMD ({machine or platform.machine()}): 4 floats per vector"
     return 8, "no SIMD flags found in /proc/cpuinfo; assumed 8 floats per vector"
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuFacts:
+    """The flags and architecture of the CPU that will run the model (here, or a target node)."""
+
+    flags: frozenset[str]
+    machine: str
+
+    @classmethod
+    def here(cls) -> CpuFacts:
+        return cls(cpu_flags(), platform.machine())
+
+    def int8_saturates(self) -> bool:
+        return int8_saturates(self.flags, self.machine)
+
+    def simd_block(self) -> tuple[int, str]:
+        return simd_block(self.flags, self.machine)

@@ -45,7 +45,11 @@ ISA_FLAGS = (
 
 @dataclasses.dataclass(frozen=True)
 class MachineInfo:
-    """The host a benchmark ran on; `as_dict()` is its JSON form."""
+    """The machine a benchmark ran on; `as_dict()` is its JSON form.
+
+    `target` and `node_id` name the Ray cluster node (`--target hw=rpi5`) when it was not this
+    host; both are None for a local run.
+    """
 
     cpu_model: str
     logical_cores: int
@@ -59,6 +63,8 @@ class MachineInfo:
     numpy: str
     onnxruntime: str
     providers_available: tuple[str, ...]
+    target: str | None = None
+    node_id: str | None = None
 
     @property
     def avx2(self) -> bool:

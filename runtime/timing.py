@@ -23,13 +23,15 @@ def time_interleaved(
     runs: int | None = 50,
     seconds: float | None = None,
     min_runs: int = 3,
+    max_runs: int | None = None,
     on_round: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
     """Milliseconds per run for each session, measured round-robin over `feeds`.
 
     Each round runs every session once on the same feed, in an order that rotates each round
     so no session always runs right after another. Stops after `runs` rounds or, when
-    `seconds` is given, once that much wall time has passed (at least `min_runs` rounds).
+    `seconds` is given, once that much wall time has passed (at least `min_runs` rounds, at
+    most `max_runs`).
     `on_round(rounds_done)` is called after each round, outside the timed region.
     """
     if not sessions or not feeds:
@@ -44,6 +46,8 @@ def time_interleaved(
         if deadline is None and runs is not None and round_ >= runs:
             break
         if deadline is not None and round_ >= min_runs and time.perf_counter() >= deadline:
+            break
+        if max_runs is not None and round_ >= max_runs:
             break
         feed = feeds[round_ % len(feeds)]
         shift = round_ % len(sessions)

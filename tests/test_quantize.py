@@ -176,7 +176,7 @@ def test_the_faster_of_with_and_without_intermediate_shapes_is_written(
     (here the timing is stubbed so that the form without shapes wins)."""
     import onnxsmith.quantize as module
 
-    def stub(original, prepared, quantized, feeds, *, seconds):
+    def stub(timer, original, prepared, quantized, feeds, *, seconds, threads):
         assert len(quantized) == 2  # the model, then the same model without inner shapes
         return tuple(
             Latency(10.0, ms, (ms / 10, 0.0, 0.0), (ms / 10, 0.0, 0.0), 5) for ms in (6, 5)

@@ -18,16 +18,18 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from onnxsmith.cli.options import add_target_options
 from onnxsmith.cli.render import console
 from onnxsmith.errors import UsageError
 from onnxsmith.io import load_model
 from onnxsmith.metrics import resolve_metric
-from onnxsmith.report.tables import TextTable, all_tables
-from onnxsmith.runtime.accuracy import AccuracySpec
-from onnxsmith.runtime.benchmark import BenchmarkResult, BenchOptions, benchmark
+from onnxsmith.report.tables import TextTable, all_tables, targets_tables
+from onnxsmith.runtime.accuracy import AccuracySpec, evaluate
+from onnxsmith.runtime.benchmark import BenchmarkResult, BenchOptions, benchmark, with_accuracy
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.labels import read_labels
 from onnxsmith.runtime.parity import random_feed
+from onnxsmith.runtime.session import resolve_providers
 from onnxsmith.signature import TensorSpec, input_specs
 
 HELP = "time models interleaved: latency percentiles, ratios with 95 % CI, memory, accuracy"
@@ -92,9 +94,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", metavar="DIR", help="write report.json, report.md and report.html"
     )
+    add_target_options(parser, several=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target:
+        from onnxsmith.runtime.cluster import require_ray
+
+        require_ray("bench")  # fail before loading anything
+    elif args.cluster is not None:
+        raise UsageError("bench: --cluster is only used with --target KEY=VALUE")
     if args.report:
         from onnxsmith.report import require_matplotlib
 
@@ -120,6 +129,32 @@ def run(args: argparse.Namespace) -> int:
         for key in ("data", "eval", "labels", "reference", "output")
         if getattr(args, key) is not None
     }
+    if args.target:
+        results = _on_targets(args, options, feeds, accuracy, context)
+    else:
+        results = [_here(args, options, feeds, accuracy, context)]
+    _print(results, random_feeds=args.data is None and args.eval is None)
+    if args.json:
+        Path(args.json).write_text(json.dumps(_json(results), indent=2, default=str) + "\n")
+        console.print(f"wrote {args.json}")
+    if args.report:
+        from onnxsmith.report import write_report, write_targets_report
+
+        if len(results) == 1:
+            written = write_report(results[0], args.report)
+        else:
+            written = write_targets_report(results, args.report)
+        console.print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def _here(
+    args: argparse.Namespace,
+    options: BenchOptions,
+    feeds: list[Feed],
+    accuracy: AccuracySpec | None,
+    context: dict[str, str],
+) -> BenchmarkResult:
     stderr = Console(stderr=True)
     with Progress(
         TextColumn("{task.description}"),
@@ -137,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                 tasks[task] = bars.add_task(task, total=total)
             bars.update(tasks[task], completed=done, total=total)
 
-        result = benchmark(
+        return benchmark(
             args.models,
             feeds,
             options=options,
@@ -145,16 +180,39 @@ def run(args: argparse.Namespace) -> int:
             context=context,
             progress=progress,
         )
-    _print(result, random_feeds=args.data is None and args.eval is None)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.as_dict(), indent=2, default=str) + "\n")
-        console.print(f"wrote {args.json}")
-    if args.report:
-        from onnxsmith.report import write_report
 
-        written = write_report(result, args.report)
-        console.print(f"wrote {', '.join(str(p) for p in written)}")
-    return 0
+
+def _on_targets(
+    args: argparse.Namespace,
+    options: BenchOptions,
+    feeds: list[Feed],
+    accuracy: AccuracySpec | None,
+    context: dict[str, str],
+) -> list[BenchmarkResult]:
+    """Timing and memory on each target's node; accuracy once, here (it does not depend on
+    which CPU runs the model, and the eval data stays on this machine)."""
+    from onnxsmith.runtime.remote import benchmark_targets
+
+    results = benchmark_targets(
+        args.target, args.cluster, args.models, feeds, options=options, context=context
+    )
+    if accuracy is None:
+        return results
+    scores = evaluate(
+        args.models,
+        accuracy,
+        threads=options.threads[0],
+        providers=resolve_providers(options.providers),
+        optimization=options.optimization,
+    )
+    return [with_accuracy(result, scores) for result in results]
+
+
+def _json(results: list[BenchmarkResult]) -> dict:
+    """Today's schema for one result; `{"targets": [...]}` of them for several targets."""
+    if len(results) == 1:
+        return results[0].as_dict()
+    return {"targets": [r.as_dict() for r in results]}
 
 
 def _positive_ints(text: str | None, flag: str) -> list[int]:
@@ -202,23 +260,28 @@ def _accuracy(
     )
 
 
-def _print(result: BenchmarkResult, *, random_feeds: bool) -> None:
-    for table in all_tables(result):
-        console.print(_rich(table))
+def _print(results: list[BenchmarkResult], *, random_feeds: bool) -> None:
+    for result in results:
+        prefix = f"{result.machine.target}: " if len(results) > 1 else ""
+        for table in all_tables(result):
+            console.print(_rich(table, prefix))
+    if len(results) > 1:
+        for table in targets_tables(results):
+            console.print(_rich(table))
     if random_feeds:
         console.print(
             "[yellow]note:[/yellow] timed on random feeds (dynamic dims 1 and 32); pass --data "
             "with real inputs for latencies that mean something"
         )
-    if len(result.models) > 1:
+    if len(results[0].models) > 1:
         console.print(
             "ratio < 1: faster than the first model; the interval is a bootstrap 95 % CI over "
             "interleaved rounds"
         )
 
 
-def _rich(table: TextTable) -> Table:
-    rich_table = Table(title=table.title, title_justify="left")
+def _rich(table: TextTable, prefix: str = "") -> Table:
+    rich_table = Table(title=prefix + table.title, title_justify="left")
     for header, numeric in zip(table.headers, table.numeric, strict=True):
         rich_table.add_column(header, justify="right" if numeric else "left", overflow="fold")
     for row in table.rows:

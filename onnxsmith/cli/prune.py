@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from onnxsmith.cli.options import add_model_output_options
+from onnxsmith.cli.options import add_model_output_options, add_target_options, target_timer
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.prune import PruneOptions, PruneReport, prune_file
 from onnxsmith.prune.result import DEFAULT_OPS
@@ -80,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report", metavar="DIR", help="write report.json, report.md, a plot")
     add_model_output_options(parser)
+    add_target_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         seconds=args.timing_seconds,
     )
+    timer = target_timer(args, "prune")  # a missing label or Ray fails before any work
     report = prune_file(
         args.model,
         args.output,
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib,
         report=args.report,
         external_data=args.external_data,
+        timer=timer,
     )
     _print(report)
     console.print(f"wrote {args.output}" + (f", report in {args.report}" if args.report else ""))

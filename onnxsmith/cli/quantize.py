@@ -6,6 +6,7 @@ import argparse
 
 from rich.table import Table
 
+from onnxsmith.cli.options import add_target_options, target_timer
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.passes.quantize.plan import MODES
@@ -92,6 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="time spent on each latency comparison (default 6)",
     )
+    add_target_options(parser)
 
 
 def _names(text: str | None, option: str) -> list[str]:
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"quantize: --threads {args.threads} must be >= 1")
     ops = _names(args.ops, "--ops") or None
+    timer = target_timer(args, "quantize")  # a missing label or Ray fails before any work
     report = quantize(
         args.model,
         args.output,
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         timing_seconds=args.timing_seconds,
         progress=True,
+        timer=timer,
     )
     _print(report)
     if args.report:
@@ -152,7 +156,7 @@ def _print(report: QuantizeReport) -> None:
     )
     smoothing = f"SmoothQuant alpha {r.smoothing.alpha:g}" if r.smoothing else "no SmoothQuant"
     console.print(f"calibration {r.method or 'not needed'}, {smoothing}")
-    console.print(f"ORT runs: {report.kernels.describe()}")
+    console.print(f"ORT runs: {report.kernels.describe()}; tuned for {report.tuned_for}")
     kept = [row for row in report.layers if row.mode == "fp32"]
     for row in kept[:_SHOWN_FP32]:
         console.print(f"  fp32 {row.node}: {row.reason}")

@@ -2,8 +2,9 @@
 
 Unstructured (default) zeros weights where they are (initializers or Constant nodes).
 Structured first runs the cleanup recipe (Constant nodes lifted, BatchNormalization folded,
-shapes inferred), finds the channel groups, measures which groups make this machine faster,
-rounds every kept channel count to the SIMD block and removes whole channels.
+shapes inferred), finds the channel groups, measures which groups make the target machine
+faster (this one, or a `--target` cluster node), rounds every kept channel count to that
+machine's SIMD block and removes whole channels.
 """
 
 from __future__ import annotations
@@ -41,11 +42,11 @@ from onnxsmith.prune.result import (
 )
 from onnxsmith.prune.speed import GroupSpeed, measure_group_speed
 from onnxsmith.prune.stats import collect_input_stats, collect_pair_stats
-from onnxsmith.runtime.cpu import simd_block
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.parity import random_feed
 from onnxsmith.runtime.session import create_session, run
-from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
+from onnxsmith.runtime.timer import LocalTimer, Rounds, Timer, TimingJob
+from onnxsmith.runtime.timing import ratio_ci95
 from onnxsmith.signature import input_specs
 
 # A group whose region is not at least 3 % faster after pruning is left alone.
@@ -63,8 +64,12 @@ def prune_file(
     calib: str | Path | None = None,
     report: str | Path | None = None,
     external_data: bool | None = None,
+    timer: Timer | None = None,
 ) -> PruneReport:
     """Prunes `source` into `output`; nothing is written when any step fails.
+
+    `timer` is where groups and the result are timed and whose CPU sets the channel multiple
+    (default: this machine).
 
     Raises:
         UsageError: an option is invalid (bad sparsity, unknown op, criterion or node name).
@@ -75,8 +80,9 @@ def prune_file(
         raise UsageError(f"prune: --report {report} is a file — pass a folder")
     model = load_model(source)
     feeds = _calib_feeds(model, calib)
-    pruned, result = prune_model(model, options, feeds, sweep=report is not None)
-    record_step(pruned, "prune", options.as_dict() | {"calib": str(calib) if calib else None})
+    pruned, result = prune_model(model, options, feeds, sweep=report is not None, timer=timer)
+    provenance = {"calib": str(calib) if calib else None, "target": result.target}
+    record_step(pruned, "prune", options.as_dict() | provenance)
     save_model(pruned, output, external_data=external_data, inputs=[source])
     if report is not None:
         from onnxsmith.prune.report import write_report
@@ -91,9 +97,12 @@ def prune_model(
     calib: Sequence[Feed] = (),
     *,
     sweep: bool = False,
+    timer: Timer | None = None,
 ) -> tuple[ir.Model, PruneReport]:
-    """Prunes a copy of `model` (which is left untouched) and measures the result."""
+    """Prunes a copy of `model` (which is left untouched) and measures the result where
+    `timer` measures (default: this machine)."""
     options.validate(bool(calib))
+    timer = timer or LocalTimer()
     _check_exclude(model, options.exclude)
     original = _copy(model)
     working = _copy(model)
@@ -112,18 +121,22 @@ def prune_model(
     multiple, source = (
         (options.channel_multiple, "--channel-multiple")
         if options.channel_multiple
-        else simd_block()
+        else timer.cpu().simd_block()
     )
     sample = calib[0] if calib else random_feed(input_specs(model))
     timing_feed = "the first calibration feed" if calib else "a random feed (batch 1)"
     if options.structured:
-        outcome = _structured(working, options, calib, multiple, sample, notes)
+        outcome = _structured(working, options, calib, multiple, sample, notes, timer)
     else:
         outcome = _unstructured(working, options, calib, notes)
     check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
     agreement = _agreement(original, outcome.model, check)
-    latency, medians = _latency(original, outcome.model, sample, options)
-    points = _sweep(reference, original, options, calib, outcome, sample) if sweep else []
+    latency, medians = _latency(timer, original, outcome.model, sample, options)
+    points = (
+        _sweep(reference, original, options, calib, outcome, sample, multiple, timer)
+        if sweep
+        else []
+    )
     report = PruneReport(
         options=options,
         mode="structured" if options.structured else "unstructured",
@@ -144,6 +157,8 @@ def prune_model(
         weights=(weight_bytes(original), weight_bytes(outcome.model)),
         sweep=points,
         notes=notes,
+        target=timer.target,
+        timed_on=timer.where,
     )
     return outcome.model, report
 
@@ -192,6 +207,7 @@ def _structured(
     multiple: int,
     sample: Feed,
     notes: list[str],
+    timer: Timer,
 ) -> _Outcome:
     analysis = analyze_channels(model, ops=options.ops, exclude=options.exclude)
     eligible = [g for g in analysis.groups if not g.skipped]
@@ -210,9 +226,9 @@ def _structured(
     leave_alone: dict[str, str] = {}
     speeds: dict[str, GroupSpeed] = {}
     if options.measure:
-        speeds = _measure(model, analysis, scores, options, multiple, sample)
+        speeds = _measure(model, analysis, scores, options, multiple, sample, timer)
         leave_alone = {
-            name: f"pruning it measured {s.ratio:.2f}x on this machine (no gain)"
+            name: f"pruning it measured {s.ratio:.2f}x on {timer.where} (no gain)"
             for name, s in speeds.items()
             if s.ratio >= NO_GAIN_RATIO
         }
@@ -327,6 +343,7 @@ def _measure(
     options: PruneOptions,
     multiple: int,
     sample: Feed,
+    timer: Timer,
 ) -> dict[str, GroupSpeed]:
     """Prunes each group alone at the target sparsity and times its region."""
     trial, _ = plan_channels(analysis, scores, options.sparsity, multiple)
@@ -345,7 +362,7 @@ def _measure(
     if not trials:
         return {}
     return measure_group_speed(
-        model, trials, sample, seconds=options.seconds / 5, threads=options.threads
+        timer, model, trials, sample, seconds=options.seconds / 5, threads=options.threads
     )
 
 
@@ -356,6 +373,8 @@ def _sweep(
     calib: Sequence[Feed],
     outcome: _Outcome,
     sample: Feed,
+    multiple: int,
+    timer: Timer,
 ) -> list[SweepPoint]:
     """Agreement and latency at each sweep sparsity, reusing the run's statistics and verdicts."""
     check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
@@ -369,7 +388,7 @@ def _sweep(
                 analysis,
                 outcome.scores,
                 sparsity,
-                options.channel_multiple or simd_block()[0],
+                multiple,
                 outcome.leave_alone,
             )
             model, _ = _prune_channels(model, analysis, plan, outcome.stats, calib, options)
@@ -379,7 +398,7 @@ def _sweep(
         else:
             result = _run(_magnitude_pass(options, sparsity, outcome.stats), model)
             achieved_fraction = result.stats["sparsity"]
-        latency, _ = _latency(original, model, sample, options, share=0.25)
+        latency, _ = _latency(timer, original, model, sample, options, share=0.25)
         points.append(
             SweepPoint(sparsity, achieved_fraction, _agreement(original, model, check), latency[0])
         )
@@ -506,15 +525,19 @@ def _agreement(original: ir.Model, pruned: ir.Model, feeds: Sequence[Feed]) -> A
 
 
 def _latency(
-    original: ir.Model, pruned: ir.Model, feed: Feed, options: PruneOptions, share: float = 1.0
+    timer: Timer,
+    original: ir.Model,
+    pruned: ir.Model,
+    feed: Feed,
+    options: PruneOptions,
+    share: float = 1.0,
 ) -> tuple[tuple[float, float, float], tuple[float, float]]:
-    sessions = [
-        create_session(pruned, threads=options.threads),
-        create_session(original, threads=options.threads),
-    ]
-    times = time_interleaved(sessions, [feed], warmup=3, runs=None, seconds=options.seconds * share)
-    medians = (float(np.median(times[1])), float(np.median(times[0])))
-    return ratio_ci95(times[0], times[1]), medians
+    rounds = Rounds(warmup=3, seconds=options.seconds * share)
+    ((after, before),) = timer.time(
+        [TimingJob((pruned, original), (feed,), rounds, options.threads)]
+    )
+    medians = (float(np.median(before)), float(np.median(after)))
+    return ratio_ci95(after, before), medians
 
 
 def _sizes(model: ir.Model) -> dict[str, int]:

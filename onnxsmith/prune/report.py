@@ -84,7 +84,7 @@ def markdown(report: PruneReport, plot: str | None) -> str:
         + (f", top-1 {report.agreement.top1:.1%}" if report.agreement.top1 is not None else ""),
         f"- latency pruned/original {ratio:.2f}x (95 % CI {low:.2f}–{high:.2f}), "
         f"{report.latency_ms[0]:.3f} → {report.latency_ms[1]:.3f} ms, measured interleaved "
-        f"on {report.timing_feed}",
+        f"on {report.timing_feed}, on {report.timed_on}",
         f"- least-squares compensation: {report.compensated} layers refit on "
         f"{report.calib_feeds} calibration feeds"
         if report.compensated

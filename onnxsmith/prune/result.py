@@ -27,7 +27,7 @@ class PruneOptions:
             prunes each layer to `sparsity`.
         channel_multiple: kept channel counts are multiples of this (None: the SIMD block).
         compensate: refit by least squares when calibration data is given.
-        measure: time each group on this machine and leave alone those that gain nothing.
+        measure: time each group on the target machine and leave alone those that gain nothing.
         threads: intra-op threads for timing (None: ORT's default).
         seconds: time budget of the final interleaved latency measurement (each sweep point
             gets a quarter of it, each group region a fifth).
@@ -120,6 +120,8 @@ class PruneReport:
     weights: tuple[int, int]
     sweep: list[SweepPoint]
     notes: list[str]
+    target: str | None = None  # the cluster label it was tuned for; None: the machine it ran on
+    timed_on: str = "this machine"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,4 +1,4 @@
-"""Does pruning a channel group make this machine any faster? Measured on the group's region.
+"""Does pruning a channel group make the target machine faster? Measured on the group's region.
 
 A group's region is every node on a path from its producers to its consumers (the layers
 whose tensors shrink). It is cut out of the original and the pruned model, fed the
@@ -19,7 +19,8 @@ from onnx import helper
 from onnxsmith.prune.stats import with_outputs
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.session import create_session, run
-from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
+from onnxsmith.runtime.timer import Rounds, Timer, TimingJob
+from onnxsmith.runtime.timing import ratio_ci95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class GroupSpeed:
 
 
 def measure_group_speed(
+    timer: Timer,
     original: ir.Model,
     trials: Mapping[str, tuple[ir.Model, Sequence[str], Sequence[str]]],
     feed: Feed,
@@ -39,9 +41,10 @@ def measure_group_speed(
     seconds: float = 0.4,
     threads: int | None = None,
 ) -> dict[str, GroupSpeed]:
-    """Times each trial's region against the same region of `original`.
+    """Times each trial's region against the same region of `original`, where `timer` does.
 
     Args:
+        timer: where the regions run (this machine, or a cluster target).
         original: the unpruned model.
         trials: group name -> (model with only that group pruned, producer names,
             consumer names).
@@ -55,20 +58,22 @@ def measure_group_speed(
     }
     boundary = sorted({v for nodes, inputs, _ in regions.values() for v in inputs})
     captured = _capture(original, boundary, feed)
-    speeds = {}
+    names, jobs = [], []
     for name, (nodes, inputs, outputs) in regions.items():
         if not nodes:
             continue
         region_feed = {v: captured[v] for v in inputs}
-        before = create_session(_extract(original, nodes, region_feed, outputs), threads=threads)
-        after = create_session(
-            _extract(trials[name][0], nodes, region_feed, outputs), threads=threads
-        )
-        times = time_interleaved(
-            [after, before], [region_feed], warmup=3, runs=None, seconds=seconds
-        )
-        speeds[name] = GroupSpeed(*ratio_ci95(times[0], times[1]))
-    return speeds
+        before = _extract(original, nodes, region_feed, outputs)
+        after = _extract(trials[name][0], nodes, region_feed, outputs)
+        rounds = Rounds(warmup=3, seconds=seconds)
+        names.append(name)
+        jobs.append(TimingJob((after, before), (region_feed,), rounds, threads))
+    # One call for all groups: on a cluster node, one round trip instead of one per group.
+    times = timer.time(jobs) if jobs else []
+    return {
+        name: GroupSpeed(*ratio_ci95(after, before))
+        for name, (after, before) in zip(names, times, strict=True)
+    }
 
 
 def _region(

@@ -32,11 +32,10 @@ from onnxsmith.quantize.report import LayerRow, QuantizeReport
 from onnxsmith.quantize.search import Search, SearchSettings, clone, observable_output
 from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import METHODS
-from onnxsmith.runtime.cpu import int8_saturates
+from onnxsmith.runtime.cpu import CpuFacts
 from onnxsmith.runtime.data import DataDir, Feed
-from onnxsmith.runtime.kernels import runtime_kernels
 from onnxsmith.runtime.metric import DEFAULT_MAX_LOSS, METRICS, EvalSet
-from onnxsmith.runtime.session import create_session
+from onnxsmith.runtime.timer import LocalTimer, Timer
 from onnxsmith.signature import input_specs
 from onnxsmith.summary import QUANTIZED_OPS
 
@@ -66,6 +65,7 @@ def quantize(
     threads: int | None = None,
     timing_seconds: float = 6.0,
     progress: bool = False,
+    timer: Timer | None = None,
 ) -> QuantizeReport:
     """Quantizes `source` to int8 and writes `output` (and `report_dir`) only if all went well.
 
@@ -89,6 +89,9 @@ def quantize(
         threads: ORT intra-op threads for every measurement (default: ORT's choice).
         timing_seconds: time spent on each latency comparison (the probe, the final check).
         progress: print phases and progress bars on stderr.
+        timer: where the latency probe, the final check and the kernel count run, and whose
+            CPU decides 7-bit weights (default: this machine; see `runtime.remote` for a
+            `--target` node).
 
     Raises:
         UsageError: a bad option. DataError: data that does not fit the model.
@@ -101,6 +104,7 @@ def quantize(
         metric, max_loss, method, smoothquant, quant_format, report_dir, timing_seconds
     )
     reporter = Reporter(progress)
+    timer = timer or LocalTimer()
     reporter.phase(f"loading {source}")
     original = load_model(source)
     _refuse_quantized(original, source)
@@ -126,11 +130,14 @@ def quantize(
         smoothquant=smoothquant,
         latency_aware=latency_aware,
         quant_format=quant_format,
-        reduce_range=int8_saturates(),
+        reduce_range=timer.cpu().int8_saturates(),
+        full_range_measurable=timer.cpu().int8_saturates() == CpuFacts.here().int8_saturates(),
         threads=threads,
         probe_seconds=timing_seconds,
     )
-    search = Search(prepared, candidates, calib_source, evalset, settings, reporter, calib_count)
+    search = Search(
+        prepared, candidates, calib_source, evalset, settings, reporter, calib_count, timer
+    )
     result = search.run()
     if not result.plan.modes:
         raise PassError(
@@ -146,16 +153,17 @@ def quantize(
     model = result.model
     _validate(model)
 
-    reporter.phase("checking latency against fp32 (interleaved) and ORT's kernels")
-    kernels, session = runtime_kernels(model, threads=threads)
-    fp32_sessions = (evalset.session, create_session(prepared, threads=threads))
+    reporter.phase(
+        f"checking latency against fp32 (interleaved) and ORT's kernels on {timer.where}"
+    )
+    kernels = timer.kernels(model, threads)
     timed, latency, shapes = _fastest_form(
-        model, session, fp32_sessions, eval_feeds[:_TIMING_FEEDS], latency_aware, threads,
+        timer, model, (original, prepared), eval_feeds[:_TIMING_FEEDS], latency_aware, threads,
         timing_seconds,
     )  # fmt: skip
     if timed is not model:  # the form without shapes won: count what ORT runs for it
         model = timed
-        kernels, _ = runtime_kernels(model, threads=threads)
+        kernels = timer.kernels(model, threads)
     if shapes != "kept":
         reporter.phase(f"intermediate shapes {shapes}")
     if result.plan.nodes("static") and kernels.integer_kernels == 0:
@@ -166,7 +174,7 @@ def quantize(
     if latency.vs_prepared[1] > 1.0:
         message = (
             f"the int8 model runs {latency.vs_prepared[0]:.2f}x the fp32 latency "
-            f"(95% CI {latency.vs_prepared[1]:.2f}-{latency.vs_prepared[2]:.2f}) on this machine"
+            f"(95% CI {latency.vs_prepared[1]:.2f}-{latency.vs_prepared[2]:.2f}) on {timer.where}"
         )
         if latency_aware:
             raise NotFasterError(
@@ -188,6 +196,7 @@ def quantize(
         "format": quant_format,
         "static_weight_bits": result.weight_bits,
         "intermediate_shapes": shapes,
+        "target": timer.target,  # None: tuned for the machine that ran quantize
     }
     report = QuantizeReport(
         source=str(source),
@@ -214,24 +223,23 @@ def quantize(
 
 
 def _fastest_form(
+    timer: Timer,
     model: ir.Model,
-    session: Any,
-    fp32_sessions: tuple[Any, Any],
+    fp32: tuple[ir.Model, ir.Model],
     feeds: list[Feed],
     latency_aware: bool,
     threads: int | None,
     seconds: float,
 ) -> tuple[ir.Model, Latency, str]:
-    """Times `model` (its `session`) against fp32 — with latency_aware, also the same model
-    without its intermediate shapes, from which ORT decides some fusions — and returns the
-    faster form, its latency, and what was done with the shapes."""
-    finalists, sessions = [model], [session]
+    """Times `model` against fp32 (the original, the prepared) — with latency_aware, also the
+    same model without its intermediate shapes, from which ORT decides some fusions — and
+    returns the faster form, its latency, and what was done with the shapes."""
+    finalists = [model]
     if latency_aware:
         lean = clone(model)
         if DropIntermediateShapesPass()(lean).modified:
             finalists.append(lean)
-            sessions.append(create_session(lean, threads=threads))
-    latencies = measure_latency(*fp32_sessions, sessions, feeds, seconds=seconds)
+    latencies = measure_latency(timer, *fp32, finalists, feeds, seconds=seconds, threads=threads)
     if len(finalists) == 1:
         return model, latencies[0], "kept"
     fastest = min(range(len(finalists)), key=lambda i: latencies[i].vs_input[0])

@@ -6,10 +6,11 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+import onnx_ir as ir
 
 from onnxsmith.runtime.data import Feed
-from onnxsmith.runtime.session import Session
-from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
+from onnxsmith.runtime.timer import Rounds, Timer, TimingJob
+from onnxsmith.runtime.timing import ratio_ci95
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,17 +25,21 @@ class Latency:
 
 
 def measure_latency(
-    original: Session,
-    prepared: Session,
-    quantized: Sequence[Session],
+    timer: Timer,
+    original: ir.Model,
+    prepared: ir.Model,
+    quantized: Sequence[ir.Model],
     feeds: Sequence[Feed],
     *,
     seconds: float = 8.0,
+    threads: int | None = None,
 ) -> tuple[Latency, ...]:
-    """Times the fp32 sessions and each quantized candidate round-robin for about `seconds`;
-    returns one `Latency` per candidate, all from the same rounds."""
-    sessions = [original, prepared, *quantized]
-    times = time_interleaved(sessions, list(feeds), warmup=3, runs=None, seconds=seconds)
+    """Times the fp32 models and each quantized candidate round-robin for about `seconds`,
+    where `timer` measures; returns one `Latency` per candidate, all from the same rounds."""
+    job = TimingJob(
+        (original, prepared, *quantized), tuple(feeds), Rounds(warmup=3, seconds=seconds), threads
+    )
+    (times,) = timer.time([job])
     return tuple(
         Latency(
             fp32_ms=float(np.median(times[0])),

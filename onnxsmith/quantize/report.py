@@ -113,7 +113,14 @@ class QuantizeReport:
             "loss": self.result.score.loss,
             "latency_ratio_vs_fp32": round(self.latency.vs_input[0], 4),
             "size_ratio": round(self.size_ratio, 4),
+            "target": self.options.get("target"),
         }
+
+    @property
+    def tuned_for(self) -> str:
+        """The cluster target whose CPU timed the choices, or the machine quantize ran on."""
+        target = self.options.get("target")
+        return f"target {target} (cluster node)" if target else "the machine quantize ran on"
 
     def markdown(self) -> str:
         r = self.result
@@ -127,6 +134,7 @@ class QuantizeReport:
             f"- latency: {lat.int8_ms:.2f} ms vs {lat.fp32_ms:.2f} ms fp32 → "
             f"{lat.vs_input[0]:.2f}x (95% CI {lat.vs_input[1]:.2f}-{lat.vs_input[2]:.2f}), "
             f"{lat.rounds} interleaved rounds",
+            f"- tuned for: {self.tuned_for}",
             f"- size: {self.weight_bytes[0] / 1e6:.2f} MB → {self.weight_bytes[1] / 1e6:.2f} MB "
             f"({self.size_ratio:.2f}x)",
             f"- calibration: {r.method or 'not needed (no static nodes)'}; SmoothQuant: "

@@ -1,4 +1,4 @@
-"""Choosing what runs in int8, and how, measured on this machine and this data.
+"""Choosing what runs in int8, and how, measured on the target machine and this data.
 
 1. Latency probe: each op group (Conv, MatMul, Gemm, ...) is quantized alone in each of its modes
    (static QDQ, dynamic) and timed against fp32, interleaved. A mode is kept for a group only if
@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -51,8 +50,8 @@ from onnxsmith.runtime.calibrate import (
 )
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.metric import EvalSet, Score
-from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
+from onnxsmith.runtime.timer import LocalTimer, Rounds, Timer, TimingJob
+from onnxsmith.runtime.timing import ratio_ci95
 
 # A mode is kept for a group only if it beats fp32 by 3 % (median of interleaved rounds) and
 # the 95 % interval of that ratio lies below 1: noise must not buy int8 a place.
@@ -76,6 +75,9 @@ class SearchSettings:
     latency_aware: bool = True
     quant_format: str = "qdq"
     reduce_range: bool = False  # 7-bit static weights (x86 without VNNI, see runtime.cpu)
+    # 8-bit weights are tried against 7-bit ones by their loss, which is measured here: sound
+    # only if this machine saturates like the target (a VNNI host hides a target's saturation).
+    full_range_measurable: bool = True
     threads: int | None = None
     probe_seconds: float = 6.0
 
@@ -143,8 +145,10 @@ class Search:
         settings: SearchSettings,
         reporter: Reporter,
         calib_count: int | None = None,
+        timer: Timer | None = None,
     ) -> None:
         self.prepared = prepared
+        self.timer = timer or LocalTimer()
         self.candidates = {c.node: c for c in candidates}
         self.calib = calib
         self.calib_count = calib_count
@@ -219,16 +223,16 @@ class Search:
             if not ladders[name]:
                 timing = next(t for t in timings if t.group == candidate.group)
                 measured = ", ".join(f"{m} {r[0]:.2f}x" for m, r in timing.ratios.items())
-                self.reasons[name] = f"not faster in int8 on this machine ({measured})"
+                self.reasons[name] = f"not faster in int8 on {self.timer.where} ({measured})"
         if not any(ladder and ladder != (WEIGHT_ONLY,) for ladder in ladders.values()):
             measured = "; ".join(
                 f"{t.group}: " + ", ".join(f"{m} {r[0]:.2f}x" for m, r in t.ratios.items())
                 for t in timings
             )
             raise NotFasterError(
-                f"quantize: no int8 mode runs faster than fp32 on this machine ({measured}) — "
-                "nothing written; pass --no-latency-aware to quantize anyway (e.g. for an int8 "
-                "accelerator)"
+                f"quantize: no int8 mode runs faster than fp32 on {self.timer.where} "
+                f"({measured}) — nothing written; pass --no-latency-aware to quantize anyway "
+                "(e.g. for an int8 accelerator)"
             )
         return ladders, timings
 
@@ -244,29 +248,34 @@ class Search:
         placeholder = dict.fromkeys(qdq_tensors(self.prepared, static_nodes), (-1.0, 1.0))
         table = CalibrationTable("placeholder", placeholder, 0)
         configs: list[tuple[str, str]] = []
-        sessions = [create_session(self.prepared, threads=self.settings.threads)]
+        threads = self.settings.threads
+        models = [self.prepared]
         failed: dict[tuple[str, str], str] = {}
         for group, members in groups.items():
             for mode in dict.fromkeys(m for c in members for m in c.modes):
                 plan = QuantPlan({c.node: mode for c in members if mode in c.modes})
                 try:
                     model = self.build(plan, self.prepared, table)
-                    sessions.append(create_session(model, threads=self.settings.threads))
+                    self.timer.load(model, threads)
                 except OnnxsmithError as e:
                     failed[group, mode] = str(e)
                     continue
+                models.append(model)
                 configs.append((group, mode))
         if not configs:
             return ()
         self.reporter.phase(
-            f"latency probe: timing fp32 against {len(configs)} int8 configurations, interleaved"
+            f"latency probe on {self.timer.where}: timing fp32 against {len(configs)} int8 "
+            "configurations, interleaved"
         )
-        feeds = self.evalset.feeds[:4]
-        started = time.perf_counter()
-        time_interleaved(sessions, feeds, warmup=1, runs=2)
-        per_round = (time.perf_counter() - started) / 4  # one warmup round + two timed, roughly
-        runs = int(min(max(self.settings.probe_seconds / per_round, _MIN_ROUNDS), _MAX_ROUNDS))
-        times = time_interleaved(sessions, feeds, warmup=0, runs=runs)
+        rounds = Rounds(
+            warmup=1,
+            seconds=self.settings.probe_seconds,
+            min_runs=_MIN_ROUNDS,
+            max_runs=_MAX_ROUNDS,
+        )
+        job = TimingJob(tuple(models), tuple(self.evalset.feeds[:4]), rounds, threads)
+        (times,) = self.timer.time([job])
         ratios: dict[str, dict[str, tuple[float, float, float]]] = {g: {} for g in groups}
         samples = dict(zip(configs, times[1:], strict=True))
         for (group, mode), measured in samples.items():
@@ -365,7 +374,7 @@ class Search:
             if best is None or score.loss < best[1].loss:
                 best = (method, score, model)
         assert best is not None
-        if self.reduce_range and best[1].loss > 0:
+        if self.reduce_range and best[1].loss > 0 and self.settings.full_range_measurable:
             self.reduce_range = False
             method = best[0]
             ranges = f", {method} ranges" if method else ""

@@ -158,6 +158,7 @@ class StepRecord:
     seconds: float
     output: str | None
     verdict: str | None = None  # why the input was passed on
+    node: str | None = None  # the cluster node it ran on (fan-out), None: here
 
 
 def _fingerprints(call: Invocation) -> dict[str, str]:
@@ -172,57 +173,91 @@ def _metrics(call: Invocation) -> dict[str, Any]:
     return metrics
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Writes JSON atomically (a temp file, then a rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)
 
 
-def run_recipe(recipe: Recipe, calls: list[Invocation], execute) -> list[StepRecord]:
-    """Runs `calls` in order with `execute(argv)`; skips unchanged steps recorded in run.json."""
-    recipe.output.mkdir(parents=True, exist_ok=True)
-    run_file = recipe.output / RUN_FILE
-    previous = json.loads(run_file.read_text()).get("steps", {}) if run_file.exists() else {}
-    state: dict[str, Any] = {"recipe": str(recipe.path), "name": recipe.name, "steps": {}}
-    records = []
-    for call in calls:
-        inputs = _fingerprints(call)
-        before = previous.get(call.label, {})
+class RunLog:
+    """One chain's run.json: the steps recorded last time (to resume) and this run's."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        recipe.output.mkdir(parents=True, exist_ok=True)
+        self.path = recipe.output / RUN_FILE
+        self.previous = (
+            json.loads(self.path.read_text()).get("steps", {}) if self.path.exists() else {}
+        )
+        self.state: dict[str, Any] = {"recipe": str(recipe.path), "name": recipe.name, "steps": {}}
+
+    def cached(self, call: Invocation) -> StepRecord | None:
+        """The record of `call` if its command, inputs and output are unchanged since."""
+        before = self.previous.get(call.label, {})
         if (
             before.get("argv") == list(call.argv)
-            and before.get("inputs") == inputs
+            and before.get("inputs") == _fingerprints(call)
             and call.output is not None
             and call.output.exists()
             and before.get("output_sha256") == _fingerprint(call.output)
         ):
-            state["steps"][call.label] = before
-            records.append(StepRecord(call.label, "cached", 0.0, str(call.output)))
+            self.state["steps"][call.label] = before
+            return StepRecord(call.label, "cached", 0.0, str(call.output))
+        return None
+
+    def record(
+        self,
+        call: Invocation,
+        status: str,
+        verdict: str | None,
+        seconds: float,
+        node: str | None = None,
+    ) -> StepRecord:
+        """Records a finished step (its output is in place) and saves run.json."""
+        self.state["steps"][call.label] = {
+            "argv": list(call.argv),
+            "status": status,
+            "verdict": verdict,
+            "inputs": _fingerprints(call),
+            "seconds": round(seconds, 3),
+            "output": str(call.output) if call.output else None,
+            "output_sha256": _fingerprint(call.output) if call.output else None,
+            "metrics": _metrics(call),
+            "node": node,
+        }
+        self.save()
+        output = str(call.output) if call.output else None
+        return StepRecord(call.label, status, seconds, output, verdict, node)
+
+    def save(self) -> None:
+        write_json(self.path, self.state)
+
+
+def pass_input_on(call: Invocation, error: NotFasterError) -> str:
+    """A step slower than its input here hands its input on as its output; returns why."""
+    if call.output is None or call.source is None:
+        raise type(error)(f"run: step {call.label} failed: {error}") from error
+    save_model(load_model(call.source), call.output, inputs=[call.source])
+    return str(error)
+
+
+def run_recipe(recipe: Recipe, calls: list[Invocation], execute) -> list[StepRecord]:
+    """Runs `calls` in order with `execute(argv)`; skips unchanged steps recorded in run.json."""
+    log = RunLog(recipe)
+    records = []
+    for call in calls:
+        cached = log.cached(call)
+        if cached is not None:
+            records.append(cached)
             continue
         start = time.perf_counter()
         status, verdict = "ran", None
         try:
             execute(list(call.argv))
         except NotFasterError as e:
-            # Slower than its input here: the step hands its input on, and says why.
-            if call.output is None or call.source is None:
-                raise type(e)(f"run: step {call.label} failed: {e}") from e
-            save_model(load_model(call.source), call.output, inputs=[call.source])
-            status, verdict = "passed input on", str(e)
+            status, verdict = "passed input on", pass_input_on(call, e)
         except OnnxsmithError as e:
             raise type(e)(f"run: step {call.label} failed: {e}") from e
-        seconds = time.perf_counter() - start
-        state["steps"][call.label] = {
-            "argv": list(call.argv),
-            "status": status,
-            "verdict": verdict,
-            "inputs": inputs,
-            "seconds": round(seconds, 3),
-            "output": str(call.output) if call.output else None,
-            "output_sha256": _fingerprint(call.output) if call.output else None,
-            "metrics": _metrics(call),
-        }
-        _write_json(run_file, state)
-        output = str(call.output) if call.output else None
-        records.append(StepRecord(call.label, status, seconds, output, verdict))
-    _write_json(run_file, state)
+        records.append(log.record(call, status, verdict, time.perf_counter() - start))
+    log.save()
     return records

@@ -20,7 +20,10 @@ else:  # pragma: no cover
 
 from onnxsmith.errors import UsageError, name_list
 
-TOP_LEVEL_KEYS = ("name", "output", "model", "data", "export", "steps", "bench", "serve")
+TOP_LEVEL_KEYS = (
+    "name", "output", "model", "models", "data", "export", "steps", "bench", "serve", "cluster"
+)  # fmt: skip
+CLUSTER_KEYS = ("address", "targets")
 # Verbs a [[steps]] entry may name (in the order a pipeline usually uses them).
 STEP_VERBS = ("optimize", "prune", "quantize", "merge", "distill")
 
@@ -32,6 +35,15 @@ class Step:
     verb: str
     options: dict[str, Any]
     inputs: tuple[Path, ...] = ()  # models given in the recipe (merge members), besides the chain
+    sweep: dict[str, list[Any]] = dataclasses.field(default_factory=dict)  # option → values
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec:
+    """`[cluster]`: where the chains run as Ray tasks, and the targets each chain is tuned for."""
+
+    address: str | None
+    targets: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +59,8 @@ class Recipe:
     steps: tuple[Step, ...]
     bench: dict[str, Any] | None
     serve: dict[str, Any] | None
+    models: tuple[Path, ...] = ()  # `models = [...]` or a folder: one chain per model
+    cluster: ClusterSpec | None = None
 
 
 def option_flag(key: str) -> str:
@@ -161,11 +175,19 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
                 f"{name_list(STEP_VERBS)}"
             )
         members = tuple(folder / m for m in options.pop("models", []))
-        steps.append(Step(verb, options, members))
-    if raw.get("model") is None and export is None and not (steps and steps[0].inputs):
+        steps.append(Step(verb, options, members, _sweep(options.pop("sweep", {}), path, i + 1)))
+    models = _models(raw.get("models"), folder, path)
+    if models and (raw.get("model") is not None or export is not None):
+        raise UsageError(f"run: {path}: give `model` (or [export]) or `models`, not both")
+    if (
+        raw.get("model") is None
+        and export is None
+        and not models
+        and not (steps and steps[0].inputs)
+    ):
         raise UsageError(
-            f'run: {path}: give a starting `model = "file.onnx"`, an [export] table, or a '
-            "first step with `models = [...]`"
+            f'run: {path}: give a starting `model = "file.onnx"`, `models = [...]` or a folder, '
+            "an [export] table, or a first step with `models = [...]`"
         )
     data = {key: folder / value for key, value in (_table(raw, "data", path) or {}).items()}
     return Recipe(
@@ -178,4 +200,50 @@ def parse_recipe(raw: dict[str, Any], path: Path) -> Recipe:
         steps=tuple(steps),
         bench=_table(raw, "bench", path),
         serve=_table(raw, "serve", path),
+        models=models,
+        cluster=_cluster(_table(raw, "cluster", path), path),
     )
+
+
+def _sweep(raw: Any, path: Path, index: int) -> dict[str, list[Any]]:
+    """`sweep = {sparsity = [0.3, 0.5]}`: one chain per value (per combination)."""
+    if not isinstance(raw, dict) or any(not isinstance(v, list) or not v for v in raw.values()):
+        raise UsageError(
+            f"run: {path}: [[steps]] #{index} sweep must be a table of non-empty lists, e.g. "
+            "sweep = {sparsity = [0.3, 0.5]}"
+        )
+    return {key: list(values) for key, values in raw.items()}
+
+
+def _models(raw: Any, folder: Path, path: Path) -> tuple[Path, ...]:
+    """`models = ["a.onnx", ...]`, or `models = "folder"` for every .onnx in it, sorted."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        found = tuple(sorted((folder / raw).glob("*.onnx")))
+        if not found:
+            raise UsageError(f"run: {path}: models = {raw!r} is not a folder with .onnx files")
+        return found
+    if not isinstance(raw, list) or not raw or not all(isinstance(m, str) for m in raw):
+        raise UsageError(
+            f'run: {path}: models must be a list of files or a folder, e.g. ["a.onnx"]'
+        )
+    return tuple(folder / m for m in raw)
+
+
+def _cluster(raw: dict[str, Any] | None, path: Path) -> ClusterSpec | None:
+    if raw is None:
+        return None
+    unknown = sorted(set(raw) - set(CLUSTER_KEYS))
+    if unknown:
+        raise UsageError(
+            f"run: {path}: [cluster] has unknown key {name_list(unknown)} — allowed: "
+            f"{name_list(CLUSTER_KEYS)}"
+        )
+    targets = raw.get("targets", [])
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise UsageError(f'run: {path}: [cluster] targets must be a list like ["hw=rpi5"]')
+    address = raw.get("address")
+    if address is not None and not isinstance(address, str):
+        raise UsageError(f'run: {path}: [cluster] address must be a string like "HOST:6379"')
+    return ClusterSpec(address, tuple(targets))

@@ -157,12 +157,53 @@ def all_tables(result: BenchmarkResult) -> list[TextTable]:
     return [t for t in tables if t is not None] + [machine_table(result)]
 
 
+def targets_tables(results: list[BenchmarkResult]) -> list[TextTable]:
+    """Several targets side by side: each model's p50 and ratio per target, then the machines.
+
+    Ratios are same-run (interleaved on one node); latencies across targets come from
+    different machines and runs, so compare them as they are, not as ratios.
+    """
+    names = display_names(results[0])
+    headers = ["model"]
+    for result in results:
+        headers += [f"p50 ms {result.machine.target}", f"ratio {result.machine.target}"]
+    rows = []
+    for i, name in enumerate(names):
+        row = [name]
+        for result in results:
+            point = result.models[i].sweep[0]
+            row += [number(point.latency.p50), ratio_text(point, i == 0)]
+        rows.append(row)
+    first = results[0].models[0].sweep[0]
+    latency = TextTable(
+        f"targets side by side, at {_config(first)}",
+        headers,
+        rows,
+        [False] + [True] * (len(headers) - 1),
+    )
+    machines = [
+        [
+            r.machine.target or "this machine",
+            (r.machine.node_id or "-")[:12],
+            r.machine.cpu_model,
+            f"{r.machine.physical_cores or '?'} physical / {r.machine.usable_cores} usable",
+            "yes" if r.machine.vnni else "no",
+            ", ".join(r.machine.isa_flags) or "-",
+            r.machine.onnxruntime,
+        ]
+        for r in results
+    ]
+    machine_headers = ["target", "node", "CPU", "cores", "VNNI", "ISA", "onnxruntime"]
+    return [latency, TextTable("target machines", machine_headers, machines, [False] * 7)]
+
+
 def machine_table(result: BenchmarkResult) -> TextTable:
     m = result.machine
     cores = (
         f"{m.logical_cores} logical, {m.physical_cores or '?'} physical, {m.usable_cores} usable"
     )
-    rows = [
+    rows = [["target", f"{m.target} (Ray node {m.node_id})"]] if m.target else []
+    rows += [
         ["CPU", m.cpu_model],
         ["cores", cores],
         ["ISA", ", ".join(m.isa_flags) or "-"],
