@@ -29,7 +29,13 @@ from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
 from onnxsmith.quantize.latency import Latency, measure_latency
 from onnxsmith.quantize.report import LayerRow, QuantizeReport
-from onnxsmith.quantize.search import Search, SearchSettings, clone, observable_output
+from onnxsmith.quantize.search import (
+    RANKINGS,
+    Search,
+    SearchSettings,
+    clone,
+    observable_output,
+)
 from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import int8_saturates
@@ -58,6 +64,8 @@ def quantize(
     method: str = "auto",
     per_channel: bool = True,
     smoothquant: float | str = "auto",
+    bias_correction: bool = True,
+    ranking: str = "isolated",
     ops: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     latency_aware: bool = True,
@@ -80,6 +88,10 @@ def quantize(
         per_channel: int8 weights per output channel (else per tensor).
         smoothquant: "auto" (tried; kept when the target needs it or it cuts the loss by
             `SMOOTHING_GAIN`), "search" (always, alpha searched), "off", or an alpha in [0, 1].
+        bias_correction: try bias correction on static Conv/Gemm nodes (kept if it lowers
+            the loss).
+        ranking: how the fallback orders nodes: "isolated" (each alone in int8, error at the
+            output) or "accumulated" (error each adds in the all-int8 model).
         ops: op types to quantize (default Conv, ConvTranspose, MatMul, Gemm).
         exclude: node names to keep in fp32.
         latency_aware: keep an int8 mode for an op group only if it runs faster here, and
@@ -98,7 +110,7 @@ def quantize(
     started = time.perf_counter()
     max_loss = DEFAULT_MAX_LOSS if max_loss is None else max_loss
     smoothquant = _check_options(
-        metric, max_loss, method, smoothquant, quant_format, report_dir, timing_seconds
+        metric, max_loss, method, smoothquant, quant_format, report_dir, timing_seconds, ranking
     )
     reporter = Reporter(progress)
     reporter.phase(f"loading {source}")
@@ -129,6 +141,8 @@ def quantize(
         reduce_range=int8_saturates(),
         threads=threads,
         probe_seconds=timing_seconds,
+        bias_correction=bias_correction,
+        ranking=ranking,
     )
     search = Search(prepared, candidates, calib_source, evalset, settings, reporter, calib_count)
     result = search.run()
@@ -182,6 +196,7 @@ def quantize(
         "method": result.method,
         "per_channel": per_channel,
         "smoothquant": result.smoothing.alpha if result.smoothing else None,
+        "bias_correction": result.bias_corrected,
         "ops": list(ops) if ops else None,
         "exclude": list(exclude),
         "latency_aware": latency_aware,
@@ -248,6 +263,7 @@ def _check_options(
     quant_format: str,
     report_dir: str | Path | None,
     timing_seconds: float,
+    ranking: str,
 ) -> float | str:
     if metric not in METRICS:
         raise UsageError(
@@ -260,6 +276,10 @@ def _check_options(
     if method not in (*METHODS, "auto"):
         raise UsageError(
             f"quantize: unknown --method {method!r} — choose from {name_list([*METHODS, 'auto'])}"
+        )
+    if ranking not in RANKINGS:
+        raise UsageError(
+            f"quantize: unknown ranking {ranking!r} — choose from {name_list(RANKINGS)}"
         )
     if quant_format not in FORMATS:
         raise UsageError(

@@ -7,7 +7,10 @@
 2. Calibration for the nodes whose ladder has a static rung; `auto` tries every method's ranges.
 3. SmoothQuant (alpha searched unless given), kept when the target needs it or it cuts the
    loss by a fifth: accuracy that costs no latency is taken even when the target is met.
-4. Fallback: per-layer error ranks the int8 nodes; the most sensitive ones step down their ladder
+4. Bias correction of the static Conv/Gemm nodes (their weights' rounding error times the mean
+   input, from the calibration data), kept when it lowers the loss.
+5. Fallback: each int8 node's error in isolation (it alone in int8, error at the model's output,
+   see `isolation.py`) ranks the nodes; the most sensitive ones step down their ladder
    (static → dynamic → fp32), the smallest such set found by bisection on the real metric.
 """
 
@@ -29,23 +32,30 @@ from onnxsmith.passes.quantize import (
     STATIC,
     WEIGHT_ONLY,
     Candidate,
+    CorrectBiasPass,
+    FakeQuantizePass,
     InsertQdqPass,
     QuantizeDynamicPass,
     QuantizeGatherPass,
     QuantPlan,
     SmoothQuantPass,
     activation_name,
+    correctable,
     dynamic_ok,
+    input_channel_axis,
     qdq_tensors,
     smoothing_scales,
 )
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
+from onnxsmith.quantize.isolation import output_noise
 from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import (
     METHODS,
     ActivationStats,
     CalibrationTable,
+    ChannelMeans,
+    channel_means,
     collect_statistics,
     compute_ranges,
 )
@@ -60,6 +70,8 @@ FASTER = 0.97
 ALPHAS = (0.5, 0.65, 0.8, 0.9)
 SMOOTHING_GAIN = 0.8  # with the target met, "auto" keeps SmoothQuant only if loss drops by 1/5
 _SENSITIVITY_FEEDS = 4
+_MEAN_FEEDS = 16  # channel means for bias correction settle within a few feeds
+RANKINGS = ("isolated", "accumulated")
 _MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
 
 FeedSource = Callable[[], Iterator[Feed]]
@@ -78,6 +90,8 @@ class SearchSettings:
     reduce_range: bool = False  # 7-bit static weights (x86 without VNNI, see runtime.cpu)
     threads: int | None = None
     probe_seconds: float = 6.0
+    bias_correction: bool = True  # tried on the static nodes, kept when it lowers the loss
+    ranking: str = "isolated"  # fallback order: RANKINGS (isolated: see isolation.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +136,7 @@ class SearchResult:
     reasons: Mapping[str, str]  # why each candidate left in fp32 is there
     met: bool
     weight_bits: int  # of static nodes: 7 where 8 would saturate ORT's int8 kernels
+    bias_corrected: int = 0  # static nodes whose bias was corrected
 
 
 def clone(model: ir.Model) -> ir.Model:
@@ -155,6 +170,9 @@ class Search:
         self.reasons: dict[str, str] = {}
         self.best: tuple[Score, QuantPlan, ir.Model, ir.Model] | None = None
         self.reduce_range = settings.reduce_range
+        self.means: ChannelMeans | None = None  # set when bias correction is kept
+        self.corrected: frozenset[str] = frozenset()  # nodes whose input means were measured
+        self.isolated: dict[tuple[str, str], float] = {}
 
     # -- building and scoring -------------------------------------------------------------
 
@@ -164,6 +182,16 @@ class Search:
         if static:
             if table is None:
                 raise PassError("quantize: static nodes planned without a calibration table")
+            corrected = [n for n in static if n in self.corrected]
+            if self.means is not None and corrected:
+                passes.append(
+                    CorrectBiasPass(
+                        self.means,
+                        corrected,
+                        per_channel=self.settings.per_channel,
+                        reduce_range=self.reduce_range,
+                    )
+                )
             passes += [
                 InsertQdqPass(
                     table,
@@ -319,6 +347,8 @@ class Search:
             found = self.smooth(plan, table, score)
             if found is not None:
                 smoothing, base, table, score, model = found
+        if self.settings.bias_correction and plan.nodes(STATIC):
+            score, model = self.correct_bias(plan, base, table, score, model)
 
         if score.loss > self.settings.max_loss:
             plan, score, model = self.fall_back(plan, ladders, base, table, score)
@@ -345,6 +375,7 @@ class Search:
             reasons=types.MappingProxyType(dict(self.reasons)),
             met=met,
             weight_bits=7 if self.reduce_range else 8,
+            bias_corrected=len(set(plan.nodes(STATIC)) & self.corrected),
         )
 
     def choose_method(
@@ -453,7 +484,33 @@ class Search:
             return None
         return CalibrationTable(f"{table.method}, smoothed", ranges, table.feeds)
 
-    # -- step 4: fallback -----------------------------------------------------------------
+    # -- step 4: bias correction ----------------------------------------------------------
+
+    def correct_bias(
+        self,
+        plan: QuantPlan,
+        base: ir.Model,
+        table: CalibrationTable | None,
+        score: Score,
+        model: ir.Model,
+    ) -> tuple[Score, ir.Model]:
+        """Measures the inputs' channel means and keeps bias correction if it lowers the loss."""
+        by_name = {node.name: node for node in base.graph}
+        nodes = [n for n in plan.nodes(STATIC) if correctable(by_name[n])]
+        if not nodes:
+            return score, model
+        axes = {activation_name(by_name[n]): input_channel_axis(by_name[n]) for n in nodes}
+        self.reporter.phase(f"bias correction: channel means of {len(axes)} inputs")
+        self.means = channel_means(base, self.calib(), axes, limit=_MEAN_FEEDS)
+        self.corrected = frozenset(nodes)
+        corrected_score, corrected_model = self.evaluate(plan, base, table, "bias correction")
+        if corrected_score.loss < score.loss:
+            return corrected_score, corrected_model
+        self.reporter.phase("bias correction did not lower the loss; not used")
+        self.means, self.corrected = None, frozenset()
+        return score, model
+
+    # -- step 5: fallback -----------------------------------------------------------------
 
     def fall_back(
         self,
@@ -466,7 +523,7 @@ class Search:
         """Steps the most sensitive nodes down their ladders until the loss fits."""
         model = self.build(plan, base, table)
         while score.loss > self.settings.max_loss and plan.modes:
-            order = self.rank(plan, base, model)
+            order = self.rank(plan, base, model, table)
             steps = [(n, _next_rung(ladders[n], plan.modes[n])) for n in order]
             everything = plan.with_modes(dict(steps))
             all_score, all_model = self.evaluate(
@@ -490,7 +547,38 @@ class Search:
             plan, score, model = found
         return plan, score, model
 
-    def rank(self, plan: QuantPlan, base: ir.Model, model: ir.Model) -> list[str]:
+    def rank(
+        self, plan: QuantPlan, base: ir.Model, model: ir.Model, table: CalibrationTable | None
+    ) -> list[str]:
+        """Int8 nodes, most sensitive first, by `settings.ranking`."""
+        if self.settings.ranking == "accumulated":
+            return self.rank_accumulated(plan, base, model)
+        feeds = self.evalset.feeds[:_SENSITIVITY_FEEDS]
+        references = self.evalset.reference[:_SENSITIVITY_FEEDS]
+        todo = [(n, m) for n, m in plan.modes.items() if (n, m) not in self.isolated]
+        self.reporter.phase(f"ranking {len(plan.modes)} int8 nodes by their error in isolation")
+        with self.reporter.bar("one layer in int8", len(todo)) as tick:
+            for name, mode in todo:
+                alone = self.quantized_alone(name, mode, base, table)
+                session = create_session(alone, threads=self.settings.threads)
+                self.isolated[name, mode] = output_noise(session, feeds, references)
+                tick()
+        return sorted(plan.modes, key=lambda n: self.isolated[n, plan.modes[n]], reverse=True)
+
+    def quantized_alone(
+        self, name: str, mode: str, base: ir.Model, table: CalibrationTable | None
+    ) -> ir.Model:
+        """`base` with only `name` in int8 (static: simulated in float, see FakeQuantizePass)."""
+        if mode != STATIC or table is None:
+            return self.build(QuantPlan({name: mode}, self.settings.per_channel), base, table)
+        options = {"per_channel": self.settings.per_channel, "reduce_range": self.reduce_range}
+        passes: list[ir.passes.PassBase] = [FakeQuantizePass(table, [name], **options)]
+        if self.means is not None and name in self.corrected:
+            passes.insert(0, CorrectBiasPass(self.means, [name], **options))
+        model, _ = apply(passes, clone(base))
+        return model
+
+    def rank_accumulated(self, plan: QuantPlan, base: ir.Model, model: ir.Model) -> list[str]:
         """Int8 nodes by the error each adds (output noise ratio minus input's), worst first."""
         by_name = {node.name: node for node in base.graph}
         pairs = {}
