@@ -219,8 +219,8 @@ def test_isolated_ranking_puts_the_outlier_layer_first():
 
 
 def test_search_keeps_bias_correction_where_it_lowers_the_loss():
-    """Two convs and the Gemm static, 7-bit weights, real digits: the corrected model's loss is lower
-    (measured 7.2e-6 against 1.1e-5), so the search keeps the correction on all three static nodes."""
+    """Two convs and the Gemm static, 7-bit weights, real digits: the corrected model's loss is
+    lower (measured 7.2e-6 against 1.1e-5), so the search keeps the correction on all three."""
     model = prepared(tiny_cnn())
     candidates = find_candidates(model)
     settings = SearchSettings(max_loss=1.0, latency_aware=False, smoothquant="off",
