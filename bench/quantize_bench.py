@@ -264,6 +264,77 @@ def ocr_case(folder: Path) -> Case:
     )
 
 
+LINE_FONTS = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf")
+
+
+def text_line(rng: np.random.Generator, height: int = 48) -> np.ndarray:
+    """One rendered line (DejaVu fonts, dark on light), resized to `height` as PP-OCR does."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    words = list(rng.choice(WORDS, int(rng.integers(1, 5))))
+    if rng.random() < 0.5:
+        words.append(f"{rng.integers(1, 99999)}.{rng.integers(0, 99):02d}")
+    text = " ".join(w.upper() if rng.random() < 0.2 else w for w in words)
+    font = ImageFont.truetype(
+        f"/usr/share/fonts/truetype/dejavu/{rng.choice(LINE_FONTS)}", int(rng.integers(22, 40))
+    )
+    left, top, right, bottom = font.getbbox(text)
+    pad = int(rng.integers(4, 12))
+    image = Image.new("RGB", (right - left + 2 * pad, bottom - top + 2 * pad),
+                      tuple(int(v) for v in rng.integers(215, 256, 3)))  # fmt: skip
+    ImageDraw.Draw(image).text((pad - left, pad - top), text, font=font,
+                               fill=tuple(int(v) for v in rng.integers(0, 70, 3)))  # fmt: skip
+    width = max(16, round(image.width * height / image.height))
+    pixels = np.asarray(image.resize((width, height)), np.float32) / 255.0
+    return ((pixels - 0.5) / 0.5).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def ctc_decode(scores: np.ndarray) -> list[list[int]]:
+    """Greedy CTC: argmax per step, repeats collapsed, blank (index 0) dropped."""
+    best = scores.argmax(-1)
+    return [[int(c) for i, c in enumerate(row) if c != 0 and (i == 0 or c != row[i - 1])]
+            for row in best]  # fmt: skip
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+def rec_case(folder: Path) -> Case:
+    import rapidocr_onnxruntime
+
+    model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+
+    def lines(n: int, seed: int) -> list[dict[str, np.ndarray]]:
+        rng = np.random.default_rng(seed)
+        return [{"x": text_line(rng)} for _ in range(n)]
+
+    def score(ref, got):
+        errors = chars = same = total = 0
+        for r, g in zip(ref, got, strict=True):
+            for want, have in zip(ctc_decode(r[0]), ctc_decode(g[0]), strict=True):
+                errors += edit_distance(want, have)
+                chars += len(want)
+                same += want == have
+                total += 1
+        return f"char acc {1 - errors / max(chars, 1):.2%}, lines equal {same / total:.2%}"
+
+    return Case(
+        "PP-OCRv4 rec (opset 12, one line per feed, widths vary)",
+        model,
+        save_feeds(folder / "rec_calib", lines(48, 0)),
+        save_feeds(folder / "rec_eval", lines(64, 1)),
+        "cosine",
+        score,
+        {"onnxsmith (defaults)": {}},
+    )
+
+
 def digits_case(folder: Path) -> Case:
     import torch
     from sklearn.datasets import load_digits
@@ -518,7 +589,12 @@ def table(case: Case, results: list[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-CASES = {"minilm": minilm_case, "ocr-det": ocr_case, "digits": digits_case}
+CASES = {
+    "minilm": minilm_case,
+    "ocr-det": ocr_case,
+    "ocr-rec": rec_case,
+    "digits": digits_case,
+}
 
 
 def main() -> None:

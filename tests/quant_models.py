@@ -121,6 +121,4 @@ def digit_feeds(count: int, *, batch: int = 8, start: int = 0) -> list[dict[str,
     from sklearn.datasets import load_digits
 
     images = (load_digits().images / 16.0).astype(np.float32)[:, None]
-    return [
-        {"image": images[start + i * batch : start + (i + 1) * batch]} for i in range(count)
-    ]
+    return [{"image": images[start + i * batch : start + (i + 1) * batch]} for i in range(count)]

@@ -197,6 +197,7 @@ def quantize(
         "per_channel": per_channel,
         "smoothquant": result.smoothing.alpha if result.smoothing else None,
         "bias_correction": result.bias_corrected,
+        "companions": result.companions,
         "ops": list(ops) if ops else None,
         "exclude": list(exclude),
         "latency_aware": latency_aware,

@@ -70,6 +70,7 @@ FASTER = 0.97
 ALPHAS = (0.5, 0.65, 0.8, 0.9)
 SMOOTHING_GAIN = 0.8  # with the target met, "auto" keeps SmoothQuant only if loss drops by 1/5
 _SENSITIVITY_FEEDS = 4
+_ISOLATION_FEEDS = 2  # a ranking, not a verdict: two feeds order the layers
 _MEAN_FEEDS = 16  # channel means for bias correction settle within a few feeds
 RANKINGS = ("isolated", "accumulated")
 _MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
@@ -91,6 +92,7 @@ class SearchSettings:
     threads: int | None = None
     probe_seconds: float = 6.0
     bias_correction: bool = True  # tried on the static nodes, kept when it lowers the loss
+    companions: str = "auto"  # "auto" (both placements scored), or one of COMPANIONS
     ranking: str = "isolated"  # fallback order: RANKINGS (isolated: see isolation.py)
 
 
@@ -137,6 +139,7 @@ class SearchResult:
     met: bool
     weight_bits: int  # of static nodes: 7 where 8 would saturate ORT's int8 kernels
     bias_corrected: int = 0  # static nodes whose bias was corrected
+    companions: str = "all"  # which neighbours joined the int8 chains (plan.COMPANIONS)
 
 
 def clone(model: ir.Model) -> ir.Model:
@@ -170,6 +173,7 @@ class Search:
         self.reasons: dict[str, str] = {}
         self.best: tuple[Score, QuantPlan, ir.Model, ir.Model] | None = None
         self.reduce_range = settings.reduce_range
+        self.companions = "all" if settings.companions == "auto" else settings.companions
         self.means: ChannelMeans | None = None  # set when bias correction is kept
         self.corrected: frozenset[str] = frozenset()  # nodes whose input means were measured
         self.isolated: dict[tuple[str, str], float] = {}
@@ -199,6 +203,7 @@ class Search:
                     per_channel=self.settings.per_channel,
                     quant_format=self.settings.quant_format,
                     reduce_range=self.reduce_range,
+                    companions=self.companions,
                 ),
             ]
         if dynamic:
@@ -376,6 +381,7 @@ class Search:
             met=met,
             weight_bits=7 if self.reduce_range else 8,
             bias_corrected=len(set(plan.nodes(STATIC)) & self.corrected),
+            companions=self.companions,
         )
 
     def choose_method(
@@ -396,6 +402,8 @@ class Search:
             if best is None or score.loss < best[1].loss:
                 best = (method, score, model)
         assert best is not None
+        if self.settings.companions == "auto" and best[0] is not None and best[1].loss > 0:
+            best = self.choose_companions(plan, base, methods, best)
         if self.reduce_range and best[1].loss > 0:
             self.reduce_range = False
             method = best[0]
@@ -405,6 +413,27 @@ class Search:
             if score.loss < best[1].loss:
                 return method, score, model
             self.reduce_range = True
+        return best
+
+    def choose_companions(
+        self,
+        plan: QuantPlan,
+        base: ir.Model,
+        methods: Mapping[str | None, CalibrationTable | None],
+        best: tuple[str | None, Score, ir.Model],
+    ) -> tuple[str | None, Score, ir.Model]:
+        """Scores the best method's ranges with Add/Mul left in float; keeps the lower loss.
+
+        (Their ranges were calibrated with the rest: the structural tensors are a subset.)
+        """
+        self.companions = "structural"
+        method = best[0]
+        score, model = self.evaluate(
+            plan, base, methods[method], f"int8 plan, {method} ranges, Add/Mul in float"
+        )
+        if score.loss < best[1].loss:
+            return method, score, model
+        self.companions = "all"
         return best
 
     def smooth(
@@ -553,14 +582,16 @@ class Search:
         """Int8 nodes, most sensitive first, by `settings.ranking`."""
         if self.settings.ranking == "accumulated":
             return self.rank_accumulated(plan, base, model)
-        feeds = self.evalset.feeds[:_SENSITIVITY_FEEDS]
-        references = self.evalset.reference[:_SENSITIVITY_FEEDS]
+        feeds = self.evalset.feeds[:_ISOLATION_FEEDS]
+        references = self.evalset.reference[:_ISOLATION_FEEDS]
         todo = [(n, m) for n, m in plan.modes.items() if (n, m) not in self.isolated]
         self.reporter.phase(f"ranking {len(plan.modes)} int8 nodes by their error in isolation")
         with self.reporter.bar("one layer in int8", len(todo)) as tick:
             for name, mode in todo:
                 alone = self.quantized_alone(name, mode, base, table)
-                session = create_session(alone, threads=self.settings.threads)
+                # basic: the one-layer model runs in float anyway, and ORT's full graph
+                # optimization is most of a session's start-up here
+                session = create_session(alone, threads=self.settings.threads, optimization="basic")
                 self.isolated[name, mode] = output_noise(session, feeds, references)
                 tick()
         return sorted(plan.modes, key=lambda n: self.isolated[n, plan.modes[n]], reverse=True)

@@ -6,6 +6,7 @@ from onnxsmith.passes.quantize.dynamic import QuantizeDynamicPass
 from onnxsmith.passes.quantize.fakequant import FakeQuantizePass
 from onnxsmith.passes.quantize.gather import QuantizeGatherPass
 from onnxsmith.passes.quantize.plan import (
+    COMPANIONS,
     COMPUTE_OPS,
     DYNAMIC,
     FP32,
@@ -24,6 +25,7 @@ from onnxsmith.passes.quantize.qdq import FORMATS, InsertQdqPass, qdq_tensors
 from onnxsmith.passes.quantize.smoothquant import SmoothQuantPass, smoothing_scales
 
 __all__ = [
+    "COMPANIONS",
     "COMPUTE_OPS",
     "DYNAMIC",
     "FORMATS",
