@@ -260,8 +260,22 @@ def ocr_case(folder: Path) -> Case:
         save_feeds(folder / "det_eval", pages(12, 1)),
         "cosine",
         score,
-        {"onnxsmith (defaults)": {}},
+        {"onnxsmith (defaults)": {}, **TECHNIQUE_RUNS},
     )
+
+
+# The accuracy techniques one by one (issue 16 §2), on a fixed ladder (static Conv, the rest
+# fp32: what the latency probe picks on this CPU) so that rows differ only by the technique.
+_FIXED = {"ops": ["Conv"], "latency_aware": False}
+_OLD = {"ranking": "accumulated", "bias_correction": False, "companions": "all",
+        "range_search": False}  # fmt: skip
+TECHNIQUE_RUNS = {
+    "onnxsmith, Conv ladder: accumulated ranking (the old search)": {**_FIXED, **_OLD},
+    "onnxsmith, Conv ladder: + isolated ranking": {**_FIXED, **_OLD, "ranking": "isolated"},
+    "onnxsmith, Conv ladder: + Add/Mul placement (companions auto)": {
+        **_FIXED, **_OLD, "ranking": "isolated", "companions": "auto"},
+    "onnxsmith, Conv ladder: all techniques (+ bias correction, range search)": _FIXED,
+}  # fmt: skip
 
 
 LINE_FONTS = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf")
@@ -331,8 +345,13 @@ def rec_case(folder: Path) -> Case:
         save_feeds(folder / "rec_eval", lines(64, 1)),
         "cosine",
         score,
-        {"onnxsmith (defaults)": {}},
+        {"onnxsmith (defaults)": {}, **REC_RUNS},
     )
+
+
+REC_RUNS = {
+    "onnxsmith: the old search (accumulated ranking, no bias correction, all companions)": _OLD,
+}
 
 
 def digits_case(folder: Path) -> Case:
@@ -603,6 +622,9 @@ def main() -> None:
         "--models", default=",".join(CASES), help="comma list of " + ",".join(CASES)
     )
     parser.add_argument("--seconds", type=float, default=40.0, help="interleaved timing per model")
+    parser.add_argument(
+        "--rows", default="", help="only onnxsmith rows whose label contains this (peers stay)"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -611,6 +633,7 @@ def main() -> None:
         folder = OUT / name
         folder.mkdir(parents=True, exist_ok=True)
         case = CASES[name](folder)
+        case.onnxsmith_runs = {k: v for k, v in case.onnxsmith_runs.items() if args.rows in k}
         results = ours(case, folder) + peers(case, folder)
         measure(case, results, args.seconds)
         sections.append(table(case, results))

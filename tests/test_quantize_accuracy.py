@@ -15,6 +15,7 @@ from onnxsmith.passes.quantize import (
     FakeQuantizePass,
     InsertQdqPass,
     QuantPlan,
+    companion_nodes,
     find_candidates,
     prepare_passes,
     qdq_tensors,
@@ -234,3 +235,44 @@ def test_search_keeps_bias_correction_where_it_lowers_the_loss():
     corrected = next(t.loss for t in search.trials if t.label == "bias correction")
     assert corrected < first
     assert result.bias_corrected == 3 and result.score.loss == corrected
+
+
+def test_range_search_lowers_the_isolated_error_of_the_searched_inputs():
+    """Digits through tiny_cnn with minmax ranges: for each searched input, the chosen range's
+    isolated error at the output is the lowest of the candidates, never above minmax's."""
+    model = prepared(tiny_cnn())
+    candidates = find_candidates(model)
+    settings = SearchSettings(max_loss=0.0, latency_aware=False, smoothquant="off")
+    search = Search(model, candidates, lambda: iter(CALIB), EvalSet(model, EVAL), settings,
+                    Reporter(False))  # fmt: skip
+    nodes = [c.node for c in candidates]
+    minmax = search.tables(model, nodes)["minmax"]
+    plan = QuantPlan(dict.fromkeys(nodes, "static"))
+    score, built = search.evaluate(plan, model, minmax, "minmax")
+    before = {n: search.isolated_error(n, "static", model, minmax) for n in nodes}
+    table, searched_score, _ = search.search_ranges(plan, model, minmax, score, built)
+    after = {n: search.isolated_error(n, "static", model, table) for n in nodes}
+    assert all(after[n] <= before[n] for n in nodes)
+    assert searched_score.loss <= score.loss
+    if table is not minmax:
+        assert any(after[n] < before[n] for n in nodes) and searched_score.loss < score.loss
+
+
+def test_structural_companions_leave_add_and_mul_in_float():
+    model = prepared(mlp())
+    feeds = sequence_feeds(4)
+    nodes = ["fc1", "fc2", "fc3"]
+    table = calibrate(model, iter(feeds), qdq_tensors(model, nodes))
+    everything = apply([InsertQdqPass(table, nodes)], clone(model))[0]
+    structural = apply([InsertQdqPass(table, nodes, companions="structural")], clone(model))[0]
+
+    def scale_reads_int8(m: ir.Model) -> bool:
+        """Whether the Mul's constant gain was quantized (it is only for a companion)."""
+        gain = next(n for n in m.graph if n.name == "scale").inputs[1]
+        return gain.producer() is not None and gain.producer().op_type == "DequantizeLinear"
+
+    assert scale_reads_int8(everything) and not scale_reads_int8(structural)
+    assert companion_nodes(model, nodes) == ["act", "scale"]
+    assert companion_nodes(model, nodes, "structural") == ["act"]
+    with pytest.raises(PassError, match="unknown companions 'some'"):
+        InsertQdqPass(table, nodes, companions="some")

@@ -23,7 +23,7 @@ import onnx_ir as ir
 from onnxsmith.errors import NotFasterError, PassError, UsageError, name_list
 from onnxsmith.io import load_model, save_model, weight_bytes
 from onnxsmith.passes.cleanup.shapes import DropIntermediateShapesPass
-from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
+from onnxsmith.passes.quantize import COMPANIONS, FORMATS, find_candidates, prepare_passes
 from onnxsmith.pipeline import apply, count_nodes
 from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
@@ -66,6 +66,8 @@ def quantize(
     smoothquant: float | str = "auto",
     bias_correction: bool = True,
     ranking: str = "isolated",
+    companions: str = "auto",
+    range_search: bool = True,
     ops: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     latency_aware: bool = True,
@@ -92,6 +94,10 @@ def quantize(
             the loss).
         ranking: how the fallback orders nodes: "isolated" (each alone in int8, error at the
             output) or "accumulated" (error each adds in the all-int8 model).
+        companions: which neighbours of static nodes join the int8 chains: "all", "structural"
+            (Add/Mul stay float), or "auto" (both scored, the lower loss kept).
+        range_search: search the input ranges of the most sensitive static nodes per tensor
+            (with method "auto").
         ops: op types to quantize (default Conv, ConvTranspose, MatMul, Gemm).
         exclude: node names to keep in fp32.
         latency_aware: keep an int8 mode for an op group only if it runs faster here, and
@@ -110,7 +116,15 @@ def quantize(
     started = time.perf_counter()
     max_loss = DEFAULT_MAX_LOSS if max_loss is None else max_loss
     smoothquant = _check_options(
-        metric, max_loss, method, smoothquant, quant_format, report_dir, timing_seconds, ranking
+        metric,
+        max_loss,
+        method,
+        smoothquant,
+        quant_format,
+        report_dir,
+        timing_seconds,
+        ranking,
+        companions,
     )
     reporter = Reporter(progress)
     reporter.phase(f"loading {source}")
@@ -143,6 +157,8 @@ def quantize(
         probe_seconds=timing_seconds,
         bias_correction=bias_correction,
         ranking=ranking,
+        companions=companions,
+        range_search=range_search,
     )
     search = Search(prepared, candidates, calib_source, evalset, settings, reporter, calib_count)
     result = search.run()
@@ -265,6 +281,7 @@ def _check_options(
     report_dir: str | Path | None,
     timing_seconds: float,
     ranking: str,
+    companions: str,
 ) -> float | str:
     if metric not in METRICS:
         raise UsageError(
@@ -277,6 +294,11 @@ def _check_options(
     if method not in (*METHODS, "auto"):
         raise UsageError(
             f"quantize: unknown --method {method!r} — choose from {name_list([*METHODS, 'auto'])}"
+        )
+    if companions not in (*COMPANIONS, "auto"):
+        raise UsageError(
+            f"quantize: unknown companions {companions!r} — choose from "
+            f"{name_list([*COMPANIONS, 'auto'])}"
         )
     if ranking not in RANKINGS:
         raise UsageError(

@@ -72,6 +72,8 @@ SMOOTHING_GAIN = 0.8  # with the target met, "auto" keeps SmoothQuant only if lo
 _SENSITIVITY_FEEDS = 4
 _ISOLATION_FEEDS = 2  # a ranking, not a verdict: two feeds order the layers
 _MEAN_FEEDS = 16  # channel means for bias correction settle within a few feeds
+_RANGE_NODES = 6  # static nodes, most sensitive first, whose input range is searched
+_EXTRA_PERCENTILES = (99.9, 99.99)  # range candidates beyond the methods' own
 RANKINGS = ("isolated", "accumulated")
 _MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
 
@@ -93,6 +95,7 @@ class SearchSettings:
     probe_seconds: float = 6.0
     bias_correction: bool = True  # tried on the static nodes, kept when it lowers the loss
     companions: str = "auto"  # "auto" (both placements scored), or one of COMPANIONS
+    range_search: bool = True  # per-tensor ranges for the most sensitive inputs (method auto)
     ranking: str = "isolated"  # fallback order: RANKINGS (isolated: see isolation.py)
 
 
@@ -177,6 +180,7 @@ class Search:
         self.means: ChannelMeans | None = None  # set when bias correction is kept
         self.corrected: frozenset[str] = frozenset()  # nodes whose input means were measured
         self.isolated: dict[tuple[str, str], float] = {}
+        self.range_options: dict[str, CalibrationTable] = {}  # candidate ranges per tensor
 
     # -- building and scoring -------------------------------------------------------------
 
@@ -332,7 +336,14 @@ class Search:
         methods = METHODS if self.settings.method == "auto" else (self.settings.method,)
         self.reporter.phase(f"calibrating {len(nodes)} static nodes ({', '.join(methods)})")
         stats = self.statistics(base, nodes, histograms=methods != ("minmax",))
-        return {m: compute_ranges(stats, m) for m in methods}
+        tables = {m: compute_ranges(stats, m) for m in methods}
+        if self.settings.method == "auto" and self.settings.range_search:
+            extra = {
+                f"percentile {p}": compute_ranges(stats, "percentile", percentile=p)
+                for p in _EXTRA_PERCENTILES
+            }
+            self.range_options = {**tables, **extra}
+        return tables
 
     # -- the whole search -----------------------------------------------------------------
 
@@ -354,6 +365,8 @@ class Search:
                 smoothing, base, table, score, model = found
         if self.settings.bias_correction and plan.nodes(STATIC):
             score, model = self.correct_bias(plan, base, table, score, model)
+        if self.range_options and table is not None and score.loss > self.settings.max_loss:
+            table, score, model = self.search_ranges(plan, base, table, score, model)
 
         if score.loss > self.settings.max_loss:
             plan, score, model = self.fall_back(plan, ladders, base, table, score)
@@ -582,19 +595,64 @@ class Search:
         """Int8 nodes, most sensitive first, by `settings.ranking`."""
         if self.settings.ranking == "accumulated":
             return self.rank_accumulated(plan, base, model)
-        feeds = self.evalset.feeds[:_ISOLATION_FEEDS]
-        references = self.evalset.reference[:_ISOLATION_FEEDS]
         todo = [(n, m) for n, m in plan.modes.items() if (n, m) not in self.isolated]
         self.reporter.phase(f"ranking {len(plan.modes)} int8 nodes by their error in isolation")
         with self.reporter.bar("one layer in int8", len(todo)) as tick:
             for name, mode in todo:
-                alone = self.quantized_alone(name, mode, base, table)
-                # basic: the one-layer model runs in float anyway, and ORT's full graph
-                # optimization is most of a session's start-up here
-                session = create_session(alone, threads=self.settings.threads, optimization="basic")
-                self.isolated[name, mode] = output_noise(session, feeds, references)
+                self.isolated[name, mode] = self.isolated_error(name, mode, base, table)
                 tick()
         return sorted(plan.modes, key=lambda n: self.isolated[n, plan.modes[n]], reverse=True)
+
+    def isolated_error(
+        self, name: str, mode: str, base: ir.Model, table: CalibrationTable | None
+    ) -> float:
+        """Noise ratio at the output of `base` with only `name` in int8 (`mode`)."""
+        alone = self.quantized_alone(name, mode, base, table)
+        # basic: the one-layer model runs in float anyway, and ORT's full graph optimization
+        # is most of a session's start-up here
+        session = create_session(alone, threads=self.settings.threads, optimization="basic")
+        feeds = self.evalset.feeds[:_ISOLATION_FEEDS]
+        return output_noise(session, feeds, self.evalset.reference[:_ISOLATION_FEEDS])
+
+    def search_ranges(
+        self,
+        plan: QuantPlan,
+        base: ir.Model,
+        table: CalibrationTable,
+        score: Score,
+        model: ir.Model,
+    ) -> tuple[CalibrationTable, Score, ir.Model]:
+        """Per-tensor activation ranges, scored at the output.
+
+        For the `_RANGE_NODES` static nodes with the largest error in isolation, every candidate
+        range of the node's input (each method's, tighter percentiles) is scored by that node's
+        isolated error at the model's output, and the best one taken; the mixed table is kept
+        if the whole model's loss drops.
+        """
+        by_name = {node.name: node for node in base.graph}
+        order = [n for n in self.rank(plan, base, model, table) if plan.modes[n] == STATIC]
+        ranges = dict(table.ranges)
+        errors = {}
+        self.reporter.phase(f"range search: inputs of the {_RANGE_NODES} most sensitive nodes")
+        for name in order[:_RANGE_NODES]:
+            x = activation_name(by_name[name])
+            best, errors[name] = ranges[x], self.isolated[name, STATIC]
+            for option in self.range_options.values():
+                candidate = option.ranges.get(x)
+                if candidate is None or candidate == best:
+                    continue
+                trial = CalibrationTable(table.method, {**ranges, x: candidate}, table.feeds)
+                error = self.isolated_error(name, STATIC, base, trial)
+                if error < errors[name]:
+                    best, errors[name] = candidate, error
+            ranges[x] = best
+        searched = CalibrationTable(f"{table.method}, searched per tensor", ranges, table.feeds)
+        new_score, new_model = self.evaluate(plan, base, searched, "ranges searched per tensor")
+        if new_score.loss >= score.loss:
+            self.reporter.phase("per-tensor ranges did not lower the loss; not used")
+            return table, score, model
+        self.isolated.update({(name, STATIC): error for name, error in errors.items()})
+        return searched, new_score, new_model
 
     def quantized_alone(
         self, name: str, mode: str, base: ir.Model, table: CalibrationTable | None
