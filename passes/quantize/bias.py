@@ -58,7 +58,7 @@ class CorrectBiasPass(ir.passes.InPlacePass):
         for node in targets:
             weight = weight_of(node)
             assert weight is not None  # checked in _validated
-            original = weight.const_value.numpy()
+            original = constant(weight)
             axis = weight_axis(node) if self.per_channel else None
             rounded = static_grid(original, axis, reduce_range=self.reduce_range)
             if np.array_equal(rounded, original):
@@ -97,11 +97,11 @@ class CorrectBiasPass(ir.passes.InPlacePass):
         weight = weight_of(node)
         if mean is None or weight is None:
             return False
-        shape = weight.const_value.shape
+        shape = constant(weight).shape
         if node.op_type == "Conv":
-            return mean.size == shape[1] * node.attributes.get_int("group", 1)
+            return bool(mean.size == shape[1] * node.attributes.get_int("group", 1))
         transposed = node.attributes.get_int("transB", 0)
-        return mean.size == shape[1 if transposed else 0]
+        return bool(mean.size == shape[1 if transposed else 0])
 
     def _output_shift(self, node: ir.Node, delta: np.ndarray) -> np.ndarray:
         """E[Δy] per output channel: ΔW · E[x]."""
@@ -119,7 +119,7 @@ class CorrectBiasPass(ir.passes.InPlacePass):
     def _bias(node: ir.Node, shift: np.ndarray) -> np.ndarray:
         bias = node.inputs[2] if len(node.inputs) > 2 else None
         scale = 1.0 if node.op_type == "Conv" else node.attributes.get_float("beta", 1.0)
-        current = np.zeros(shift.size) if bias is None else bias.const_value.numpy()
+        current = np.zeros(shift.size) if bias is None else constant(bias)
         return (current - shift / scale).astype(np.float32)
 
 
@@ -133,13 +133,20 @@ def correctable(node: ir.Node) -> bool:
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     if bias is None:
         return True
-    shape = weight.const_value.shape
-    outputs = shape[0 if node.op_type == "Conv" or node.attributes.get_int("transB", 0) else 1]
+    transposed = node.op_type == "Conv" or bool(node.attributes.get_int("transB", 0))
+    outputs = constant(weight).shape[0 if transposed else 1]
     return (
         bias.const_value is not None
         and bias.dtype == ir.DataType.FLOAT
         and bias.const_value.size == outputs
     )
+
+
+def constant(value: ir.Value) -> np.ndarray:
+    """The array of a value known to be constant (a weight `weight_of` returned, a bias)."""
+    if value.const_value is None:
+        raise PassError(f"quantize: {value.name!r} is not a constant")
+    return value.const_value.numpy()
 
 
 def _set_input(

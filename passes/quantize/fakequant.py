@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
+from onnxsmith.passes.quantize.bias import constant
 from onnxsmith.passes.quantize.names import NameScope
 from onnxsmith.passes.quantize.plan import COMPUTE_OPS, activation_name, weight_of
 from onnxsmith.passes.quantize.weights import static_grid, weight_axis
@@ -80,7 +81,7 @@ class FakeQuantizePass(ir.passes.InPlacePass):
             weight = weight_of(node)
             if weight is not None:
                 axis = weight_axis(node) if self.per_channel else None
-                grid = static_grid(weight.const_value.numpy(), axis, reduce_range=self.reduce_range)
+                grid = static_grid(constant(weight), axis, reduce_range=self.reduce_range)
                 fake = names.initializer(model.graph, f"{weight.name}_fq", grid)
                 node.replace_input_with(1, fake)
         return StatsResult(model, modified=bool(targets), stats={"fake_quantized": len(targets)})

@@ -194,7 +194,7 @@ def companion_nodes(
     allowed = COMPANION_OPS if companions == "all" else COMPANION_OPS - ARITHMETIC_OPS
     int8_values: set[ir.Value] = set()
     chosen = set(static_nodes)
-    companions = []
+    found = []
     for node in model.graph:
         if node.name in chosen:
             int8_values.update(node.outputs)
@@ -204,6 +204,6 @@ def companion_nodes(
         floats = [v for v in node.inputs if v is not None and v.dtype == ir.DataType.FLOAT]
         activations = [v for v in floats if v.const_value is None]
         if activations and all(v in int8_values for v in activations) and node.name:
-            companions.append(node.name)
+            found.append(node.name)
             int8_values.update(node.outputs)
-    return companions
+    return found
