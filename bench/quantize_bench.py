@@ -623,7 +623,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=40.0, help="interleaved timing per model")
     parser.add_argument(
-        "--rows", default="", help="only onnxsmith rows whose label contains this (peers stay)"
+        "--rows", default="", help="comma list: only onnxsmith rows whose label contains one"
     )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -633,7 +633,10 @@ def main() -> None:
         folder = OUT / name
         folder.mkdir(parents=True, exist_ok=True)
         case = CASES[name](folder)
-        case.onnxsmith_runs = {k: v for k, v in case.onnxsmith_runs.items() if args.rows in k}
+        wanted = args.rows.split(",")
+        case.onnxsmith_runs = {
+            k: v for k, v in case.onnxsmith_runs.items() if any(w in k for w in wanted)
+        }
         results = ours(case, folder) + peers(case, folder)
         measure(case, results, args.seconds)
         sections.append(table(case, results))
