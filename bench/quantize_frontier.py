@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from onnxsmith.passes.quantize import QuantPlan, find_candidates, prepare_passes
+from onnxsmith.passes.quantize import QuantPlan, activation_name, find_candidates, prepare_passes
+from onnxsmith.runtime.calibrate import channel_means
 from onnxsmith.runtime.data import DataDir
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
@@ -59,18 +60,18 @@ def main() -> None:
     everything = QuantPlan(dict.fromkeys(nodes, "static"))
     order = search.rank(everything, prepared, prepared, tables["percentile"])
     configs = {}
-    for method in ("minmax", "percentile", "entropy"):
+    for method in ("minmax", "percentile"):
         for companions in ("all", "structural"):
-            for k in (0, 3, 6):
+            for k in (0, 3):
                 plan = QuantPlan({n: "static" for n in nodes if n not in order[:k]})
                 search.companions = companions
-                label = (
-                    f"{method}, Add/Mul {'int8' if companions == 'all' else 'float'}, top {k} fp32"
+                placement = "int8" if companions == "all" else "float"
+                configs[f"{method}, Add/Mul {placement}, top {k} fp32"] = search.build(
+                    plan, prepared, tables[method]
                 )
-                configs[label] = search.build(plan, prepared, tables[method])
-    search.correct_bias(
-        everything, prepared, tables["percentile"], evalset.score(prepared), prepared
-    )  # fmt: skip  (measures the means; kept regardless below)
+    axes = {activation_name(n): 1 for n in prepared.graph if n.name in nodes}
+    search.means = channel_means(prepared, iter(calib), axes, limit=16)
+    search.corrected = frozenset(nodes)
     search.companions = "structural"
     plan = QuantPlan({n: "static" for n in nodes if n not in order[:3]})
     configs["percentile, Add/Mul float, top 3 fp32, bias corrected"] = search.build(

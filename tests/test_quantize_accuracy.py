@@ -225,7 +225,7 @@ def test_search_keeps_bias_correction_where_it_lowers_the_loss():
     model = prepared(tiny_cnn())
     candidates = find_candidates(model)
     settings = SearchSettings(max_loss=1.0, latency_aware=False, smoothquant="off",
-                              method="minmax", reduce_range=True)  # fmt: skip
+                              method="minmax", reduce_range=True, bias_correction=True)  # fmt: skip
     search = Search(model, candidates, lambda: iter(CALIB), EvalSet(model, EVAL), settings,
                     Reporter(False))  # fmt: skip
     result = search.run()

@@ -7,8 +7,9 @@
 2. Calibration for the nodes whose ladder has a static rung; `auto` tries every method's ranges.
 3. SmoothQuant (alpha searched unless given), kept when the target needs it or it cuts the
    loss by a fifth: accuracy that costs no latency is taken even when the target is met.
-4. Bias correction of the static Conv/Gemm nodes (their weights' rounding error times the mean
-   input, from the calibration data), kept when it lowers the loss.
+4. On request, bias correction of the static Conv/Gemm nodes (the weights' rounding error times
+   the mean input, from the calibration data), kept when it lowers the loss; then, where the
+   target is missed, per-tensor ranges for the inputs of the most sensitive static nodes.
 5. Fallback: each int8 node's error in isolation (it alone in int8, error at the model's output,
    see `isolation.py`) ranks the nodes; the most sensitive ones step down their ladder
    (static → dynamic → fp32), the smallest such set found by bisection on the real metric.
@@ -93,7 +94,9 @@ class SearchSettings:
     reduce_range: bool = False  # 7-bit static weights (x86 without VNNI, see runtime.cpu)
     threads: int | None = None
     probe_seconds: float = 6.0
-    bias_correction: bool = True  # tried on the static nodes, kept when it lowers the loss
+    # Tried on the static nodes and kept when it lowers the loss; off by default: on PP-OCRv4
+    # det and rec it never did (bench/RESULTS.md, "accuracy techniques").
+    bias_correction: bool = False
     companions: str = "auto"  # "auto" (both placements scored), or one of COMPANIONS
     range_search: bool = True  # per-tensor ranges for the most sensitive inputs (method auto)
     ranking: str = "isolated"  # fallback order: RANKINGS (isolated: see isolation.py)
