@@ -274,7 +274,9 @@ TECHNIQUE_RUNS = {
     "onnxsmith, Conv ladder: + isolated ranking": {**_FIXED, **_OLD, "ranking": "isolated"},
     "onnxsmith, Conv ladder: + Add/Mul placement (companions auto)": {
         **_FIXED, **_OLD, "ranking": "isolated", "companions": "auto"},
-    "onnxsmith, Conv ladder: all techniques (+ bias correction, range search)": _FIXED,
+    "onnxsmith, Conv ladder: new search (isolated ranking, Add/Mul placement, range search)": (
+        _FIXED
+    ),
 }  # fmt: skip
 
 
