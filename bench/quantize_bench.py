@@ -11,6 +11,9 @@ Models:
 - ocr-det: PP-OCRv4 text detector from rapidocr-onnxruntime (opset 12, weights in Constant
   nodes); synthetic document pages (rendered text lines and boxes, PIL) of varying size.
   Metric: cosine of the probability map, and IoU of the text mask (p > 0.3) with fp32's.
+- ocr-rec: PP-OCRv4 text recognizer from rapidocr-onnxruntime (CTC, opset 12); single text
+  lines rendered with the system DejaVu fonts, height 48, widths as the text makes them.
+  Metric: character accuracy (edit distance of greedy CTC decodes) and exact-line agreement.
 - digits: a CNN trained here on scikit-learn digits (8x8 upsampled to 32x32), opset 12;
   batches of 32. Metric: top-1 accuracy on the 397 held-out digits (labels), and agreement.
 
@@ -19,7 +22,8 @@ quantize_static (per-channel; opset 13 + reduce_range), quantize_dynamic (per-te
 per-channel), for transformers ORT's preset (`onnxruntime.transformers` fusion, then dynamic
 per-channel), and NNCF (default; model_type=TRANSFORMER) when `pip install nncf` was run.
 
-Run: .venv/bin/python -P bench/quantize_bench.py [--models minilm,ocr-det,digits] [--seconds 40]
+Run: .venv/bin/python -P bench/quantize_bench.py [--models minilm,ocr-det,ocr-rec,digits]
+[--seconds 40] [--rows "defaults,old search"]
 """
 
 from __future__ import annotations

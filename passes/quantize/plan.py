@@ -187,9 +187,9 @@ def companion_nodes(
 
     Walks the graph in order, so a chain Conv → Relu → MaxPool → Conv stays int8 end to end.
     Elementwise Add/Mul with constants count too (HardSwish = x·clip(x+3)/6): measured on PP-OCR
-    det, leaving them in float made static Conv no faster than fp32 (0.98x vs 0.84x), at the
-    price of more rounding, which the sensitivity fallback then pays back where it matters.
-    With `companions="structural"` Add and Mul stay float (see ARITHMETIC_OPS).
+    det (an earlier run, another CPU), leaving them in float made static Conv no faster (0.98x
+    vs 0.84x); on a VNNI CPU the opposite held (ARITHMETIC_OPS), so with
+    `companions="structural"` Add and Mul stay float and the search scores both placements.
     """
     allowed = COMPANION_OPS if companions == "all" else COMPANION_OPS - ARITHMETIC_OPS
     int8_values: set[ir.Value] = set()
