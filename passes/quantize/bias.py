@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import onnx_ir as ir
 from onnxsmith.passes.quantize.names import NameScope
-from onnxsmith.passes.quantize.plan import activation_name, weight_of
+from onnxsmith.passes.quantize.plan import activation_name, nodes_named, weight_of
 from onnxsmith.passes.quantize.weights import static_grid, weight_axis
 
 from onnxsmith.calibration import ChannelMeans
@@ -72,11 +72,7 @@ class CorrectBiasPass(ir.passes.InPlacePass):
         return StatsResult(model, modified=bool(corrected), stats=stats)
 
     def _validated(self, model: ir.Model) -> list[ir.Node]:
-        by_name = {node.name: node for node in model.graph}
-        missing = [n for n in self.nodes if n not in by_name]
-        if missing:
-            raise PassError(f"bias correction: no node named {name_list(missing)} in the graph")
-        targets = [by_name[n] for n in self.nodes]
+        targets = nodes_named(model, self.nodes, "bias correction")
         unfit = [node.name or "" for node in targets if not correctable(node)]
         if unfit:
             raise PassError(

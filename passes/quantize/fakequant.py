@@ -17,7 +17,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxsmith.passes.quantize.bias import constant
 from onnxsmith.passes.quantize.names import NameScope
-from onnxsmith.passes.quantize.plan import COMPUTE_OPS, activation_name, weight_of
+from onnxsmith.passes.quantize.plan import COMPUTE_OPS, activation_name, nodes_named, weight_of
 from onnxsmith.passes.quantize.weights import static_grid, weight_axis
 
 from onnxsmith.calibration import CalibrationTable
@@ -54,11 +54,8 @@ class FakeQuantizePass(ir.passes.InPlacePass):
         self.reduce_range = reduce_range
 
     def call(self, model: ir.Model) -> StatsResult:
-        by_name = {node.name: node for node in model.graph}
-        missing = [n for n in self.nodes if n not in by_name]
-        if missing:
-            raise PassError(f"fake quantization: no node named {name_list(missing)} in the graph")
-        targets = [by_name[n] for n in self.nodes if not _rounded(by_name[n])]
+        named = nodes_named(model, self.nodes, "fake quantization")
+        targets = [node for node in named if not _rounded(node)]
         unfit = [n.name or "" for n in targets if n.op_type not in COMPUTE_OPS or not n.inputs]
         if unfit:
             raise PassError(

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import onnx_ir as ir
 
-from onnxsmith.errors import UsageError, name_list
+from onnxsmith.errors import PassError, UsageError, name_list
 
 STATIC = "static"  # activations and weights int8 with calibrated ranges (QDQ or QOperator)
 DYNAMIC = "dynamic"  # weights int8, activations quantized per run (DynamicQuantizeLinear)
@@ -79,6 +79,15 @@ class QuantPlan:
     def with_modes(self, changes: Mapping[str, str]) -> QuantPlan:
         merged = {**self.modes, **changes}
         return QuantPlan({n: m for n, m in merged.items() if m != FP32}, self.per_channel)
+
+
+def nodes_named(model: ir.Model, names: Sequence[str], step: str) -> list[ir.Node]:
+    """The main-graph nodes called `names`, in that order; a PassError names any missing."""
+    by_name = {node.name: node for node in model.graph}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise PassError(f"{step}: no node named {name_list(missing)} in the main graph")
+    return [by_name[n] for n in names]
 
 
 def weight_of(node: ir.Node) -> ir.Value | None:
