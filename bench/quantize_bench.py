@@ -11,6 +11,9 @@ Models:
 - ocr-det: PP-OCRv4 text detector from rapidocr-onnxruntime (opset 12, weights in Constant
   nodes); synthetic document pages (rendered text lines and boxes, PIL) of varying size.
   Metric: cosine of the probability map, and IoU of the text mask (p > 0.3) with fp32's.
+- ocr-rec: PP-OCRv4 text recognizer from rapidocr-onnxruntime (CTC, opset 12); single text
+  lines rendered with the system DejaVu fonts, height 48, widths as the text makes them.
+  Metric: character accuracy (edit distance of greedy CTC decodes) and exact-line agreement.
 - digits: a CNN trained here on scikit-learn digits (8x8 upsampled to 32x32), opset 12;
   batches of 32. Metric: top-1 accuracy on the 397 held-out digits (labels), and agreement.
 
@@ -19,7 +22,8 @@ quantize_static (per-channel; opset 13 + reduce_range), quantize_dynamic (per-te
 per-channel), for transformers ORT's preset (`onnxruntime.transformers` fusion, then dynamic
 per-channel), and NNCF (default; model_type=TRANSFORMER) when `pip install nncf` was run.
 
-Run: .venv/bin/python -P bench/quantize_bench.py [--models minilm,ocr-det,digits] [--seconds 40]
+Run: .venv/bin/python -P bench/quantize_bench.py [--models minilm,ocr-det,ocr-rec,digits]
+[--seconds 40] [--rows "defaults,old search"]
 """
 
 from __future__ import annotations
@@ -260,8 +264,100 @@ def ocr_case(folder: Path) -> Case:
         save_feeds(folder / "det_eval", pages(12, 1)),
         "cosine",
         score,
-        {"onnxsmith (defaults)": {}},
+        {"onnxsmith (defaults)": {}, **TECHNIQUE_RUNS},
     )
+
+
+# The accuracy techniques one by one (issue 16 §2), on a fixed ladder (static Conv, the rest
+# fp32: what the latency probe picks on this CPU) so that rows differ only by the technique.
+_FIXED = {"ops": ["Conv"], "latency_aware": False}
+_OLD = {"ranking": "accumulated", "bias_correction": False, "companions": "all",
+        "range_search": False}  # fmt: skip
+TECHNIQUE_RUNS = {
+    "onnxsmith, Conv ladder: accumulated ranking (the old search)": {**_FIXED, **_OLD},
+    "onnxsmith, Conv ladder: + isolated ranking": {**_FIXED, **_OLD, "ranking": "isolated"},
+    "onnxsmith, Conv ladder: + Add/Mul placement (companions auto)": {
+        **_FIXED, **_OLD, "ranking": "isolated", "companions": "auto"},
+    "onnxsmith, Conv ladder: new search (isolated ranking, Add/Mul placement, range search)": (
+        _FIXED
+    ),
+}  # fmt: skip
+
+
+LINE_FONTS = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf")
+
+
+def text_line(rng: np.random.Generator, height: int = 48) -> np.ndarray:
+    """One rendered line (DejaVu fonts, dark on light), resized to `height` as PP-OCR does."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    words = list(rng.choice(WORDS, int(rng.integers(1, 5))))
+    if rng.random() < 0.5:
+        words.append(f"{rng.integers(1, 99999)}.{rng.integers(0, 99):02d}")
+    text = " ".join(w.upper() if rng.random() < 0.2 else w for w in words)
+    font = ImageFont.truetype(
+        f"/usr/share/fonts/truetype/dejavu/{rng.choice(LINE_FONTS)}", int(rng.integers(22, 40))
+    )
+    left, top, right, bottom = font.getbbox(text)
+    pad = int(rng.integers(4, 12))
+    image = Image.new("RGB", (right - left + 2 * pad, bottom - top + 2 * pad),
+                      tuple(int(v) for v in rng.integers(215, 256, 3)))  # fmt: skip
+    ImageDraw.Draw(image).text((pad - left, pad - top), text, font=font,
+                               fill=tuple(int(v) for v in rng.integers(0, 70, 3)))  # fmt: skip
+    width = max(16, round(image.width * height / image.height))
+    pixels = np.asarray(image.resize((width, height)), np.float32) / 255.0
+    return ((pixels - 0.5) / 0.5).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def ctc_decode(scores: np.ndarray) -> list[list[int]]:
+    """Greedy CTC: argmax per step, repeats collapsed, blank (index 0) dropped."""
+    best = scores.argmax(-1)
+    return [[int(c) for i, c in enumerate(row) if c != 0 and (i == 0 or c != row[i - 1])]
+            for row in best]  # fmt: skip
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
+
+
+def rec_case(folder: Path) -> Case:
+    import rapidocr_onnxruntime
+
+    model = Path(rapidocr_onnxruntime.__file__).parent / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+
+    def lines(n: int, seed: int) -> list[dict[str, np.ndarray]]:
+        rng = np.random.default_rng(seed)
+        return [{"x": text_line(rng)} for _ in range(n)]
+
+    def score(ref, got):
+        errors = chars = same = total = 0
+        for r, g in zip(ref, got, strict=True):
+            for want, have in zip(ctc_decode(r[0]), ctc_decode(g[0]), strict=True):
+                errors += edit_distance(want, have)
+                chars += len(want)
+                same += want == have
+                total += 1
+        return f"char acc {1 - errors / max(chars, 1):.2%}, lines equal {same / total:.2%}"
+
+    return Case(
+        "PP-OCRv4 rec (opset 12, one line per feed, widths vary)",
+        model,
+        save_feeds(folder / "rec_calib", lines(48, 0)),
+        save_feeds(folder / "rec_eval", lines(64, 1)),
+        "cosine",
+        score,
+        {"onnxsmith (defaults)": {}, **REC_RUNS},
+    )
+
+
+REC_RUNS = {
+    "onnxsmith: the old search (accumulated ranking, no bias correction, all companions)": _OLD,
+}
 
 
 def digits_case(folder: Path) -> Case:
@@ -518,7 +614,12 @@ def table(case: Case, results: list[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
-CASES = {"minilm": minilm_case, "ocr-det": ocr_case, "digits": digits_case}
+CASES = {
+    "minilm": minilm_case,
+    "ocr-det": ocr_case,
+    "ocr-rec": rec_case,
+    "digits": digits_case,
+}
 
 
 def main() -> None:
@@ -527,6 +628,9 @@ def main() -> None:
         "--models", default=",".join(CASES), help="comma list of " + ",".join(CASES)
     )
     parser.add_argument("--seconds", type=float, default=40.0, help="interleaved timing per model")
+    parser.add_argument(
+        "--rows", default="", help="comma list: only onnxsmith rows whose label contains one"
+    )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -535,6 +639,10 @@ def main() -> None:
         folder = OUT / name
         folder.mkdir(parents=True, exist_ok=True)
         case = CASES[name](folder)
+        wanted = args.rows.split(",")
+        case.onnxsmith_runs = {
+            k: v for k, v in case.onnxsmith_runs.items() if any(w in k for w in wanted)
+        }
         results = ours(case, folder) + peers(case, folder)
         measure(case, results, args.seconds)
         sections.append(table(case, results))

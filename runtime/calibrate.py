@@ -20,7 +20,7 @@ import onnx_ir as ir
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.probe import ProbeSession
 
-from onnxsmith.calibration import CalibrationTable
+from onnxsmith.calibration import CalibrationTable, ChannelMeans
 from onnxsmith.errors import DataError, UsageError, name_list
 
 METHODS = ("minmax", "percentile", "entropy", "mse")
@@ -218,6 +218,48 @@ def calibrate(
     """Collects statistics of `tensors` over `feeds` and returns ranges by `method`."""
     stats = collect_statistics(model, feeds, tensors, histograms=method != "minmax")
     return compute_ranges(stats, method, percentile=percentile)
+
+
+def channel_means(
+    model: ir.Model,
+    feeds: Iterable[Feed],
+    axes: Mapping[str, int],
+    *,
+    limit: int | None = None,
+) -> ChannelMeans:
+    """Runs `model` over `feeds` and averages each tensor in `axes` over all but its channel axis.
+
+    Args:
+        model: the float model; left unchanged.
+        feeds: streamed one at a time.
+        axes: tensor name → its channel axis (1 for NCHW activations, -1 for MatMul inputs).
+        limit: stop after this many feeds (means settle long before ranges do).
+
+    Raises:
+        DataError: no feed, or a channel axis whose size changes between feeds.
+    """
+    probe = ProbeSession(model, list(axes))
+    sums: dict[str, np.ndarray] = {}
+    counts = dict.fromkeys(axes, 0)
+    used = 0
+    for feed in feeds:
+        if limit is not None and used >= limit:
+            break
+        for name, array in probe.run(feed, "quantize: channel means").items():
+            channels = np.moveaxis(array, axes[name], -1).reshape(-1, array.shape[axes[name]])
+            total = channels.astype(np.float64).sum(axis=0)
+            if name in sums and sums[name].shape != total.shape:
+                raise DataError(
+                    f"quantize: tensor {name!r} has {total.size} channels on one calibration feed "
+                    f"and {sums[name].size} on another — its channel axis must not vary"
+                )
+            sums[name] = sums[name] + total if name in sums else total
+            counts[name] += channels.shape[0]
+        used += 1
+    if used == 0:
+        raise DataError("quantize: the calibration data holds no feed — add .npz files to it")
+    means = {name: sums[name] / counts[name] for name in sums if counts[name] > 0}
+    return ChannelMeans(means, used)
 
 
 def _edges(s: TensorStats) -> np.ndarray:

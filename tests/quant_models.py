@@ -114,3 +114,11 @@ def embedding(seed: int = 0) -> ir.Model:
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(proto)
     return ir.from_proto(proto)
+
+
+def digit_feeds(count: int, *, batch: int = 8, start: int = 0) -> list[dict[str, np.ndarray]]:
+    """Real handwritten digits (scikit-learn, 8x8 in [0, 1]) as feeds for `tiny_cnn`."""
+    from sklearn.datasets import load_digits
+
+    images = (load_digits().images / 16.0).astype(np.float32)[:, None]
+    return [{"image": images[start + i * batch : start + (i + 1) * batch]} for i in range(count)]

@@ -23,13 +23,19 @@ import onnx_ir as ir
 from onnxsmith.errors import NotFasterError, PassError, UsageError, name_list
 from onnxsmith.io import load_model, save_model, weight_bytes
 from onnxsmith.passes.cleanup.shapes import DropIntermediateShapesPass
-from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
+from onnxsmith.passes.quantize import COMPANIONS, FORMATS, find_candidates, prepare_passes
 from onnxsmith.pipeline import apply, count_nodes
 from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
 from onnxsmith.quantize.latency import Latency, measure_latency
 from onnxsmith.quantize.report import LayerRow, QuantizeReport
-from onnxsmith.quantize.search import Search, SearchSettings, clone, observable_output
+from onnxsmith.quantize.search import (
+    RANKINGS,
+    Search,
+    SearchSettings,
+    clone,
+    observable_output,
+)
 from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import CpuFacts
@@ -57,6 +63,10 @@ def quantize(
     method: str = "auto",
     per_channel: bool = True,
     smoothquant: float | str = "auto",
+    bias_correction: bool = False,
+    ranking: str = "isolated",
+    companions: str = "auto",
+    range_search: bool = True,
     ops: Sequence[str] | None = None,
     exclude: Sequence[str] = (),
     latency_aware: bool = True,
@@ -80,6 +90,14 @@ def quantize(
         per_channel: int8 weights per output channel (else per tensor).
         smoothquant: "auto" (tried; kept when the target needs it or it cuts the loss by
             `SMOOTHING_GAIN`), "search" (always, alpha searched), "off", or an alpha in [0, 1].
+        bias_correction: try bias correction on static Conv/Gemm nodes (kept if it lowers
+            the loss; off by default, it lowered none on the real models measured).
+        ranking: how the fallback orders nodes: "isolated" (each alone in int8, error at the
+            output) or "accumulated" (error each adds in the all-int8 model).
+        companions: which neighbours of static nodes join the int8 chains: "all", "structural"
+            (Add/Mul stay float), or "auto" (both scored, the lower loss kept).
+        range_search: search the input ranges of the most sensitive static nodes per tensor
+            (with method "auto").
         ops: op types to quantize (default Conv, ConvTranspose, MatMul, Gemm).
         exclude: node names to keep in fp32.
         latency_aware: keep an int8 mode for an op group only if it runs faster here, and
@@ -101,7 +119,15 @@ def quantize(
     started = time.perf_counter()
     max_loss = DEFAULT_MAX_LOSS if max_loss is None else max_loss
     smoothquant = _check_options(
-        metric, max_loss, method, smoothquant, quant_format, report_dir, timing_seconds
+        metric,
+        max_loss,
+        method,
+        smoothquant,
+        quant_format,
+        report_dir,
+        timing_seconds,
+        ranking,
+        companions,
     )
     reporter = Reporter(progress)
     timer = timer or LocalTimer()
@@ -134,6 +160,10 @@ def quantize(
         full_range_measurable=timer.cpu().int8_saturates() == CpuFacts.here().int8_saturates(),
         threads=threads,
         probe_seconds=timing_seconds,
+        bias_correction=bias_correction,
+        ranking=ranking,
+        companions=companions,
+        range_search=range_search,
     )
     search = Search(
         prepared, candidates, calib_source, evalset, settings, reporter, calib_count, timer
@@ -190,6 +220,8 @@ def quantize(
         "method": result.method,
         "per_channel": per_channel,
         "smoothquant": result.smoothing.alpha if result.smoothing else None,
+        "bias_correction": result.bias_corrected,
+        "companions": result.companions,
         "ops": list(ops) if ops else None,
         "exclude": list(exclude),
         "latency_aware": latency_aware,
@@ -256,6 +288,8 @@ def _check_options(
     quant_format: str,
     report_dir: str | Path | None,
     timing_seconds: float,
+    ranking: str,
+    companions: str,
 ) -> float | str:
     if metric not in METRICS:
         raise UsageError(
@@ -268,6 +302,15 @@ def _check_options(
     if method not in (*METHODS, "auto"):
         raise UsageError(
             f"quantize: unknown --method {method!r} — choose from {name_list([*METHODS, 'auto'])}"
+        )
+    if companions not in (*COMPANIONS, "auto"):
+        raise UsageError(
+            f"quantize: unknown companions {companions!r} — choose from "
+            f"{name_list([*COMPANIONS, 'auto'])}"
+        )
+    if ranking not in RANKINGS:
+        raise UsageError(
+            f"quantize: unknown ranking {ranking!r} — choose from {name_list(RANKINGS)}"
         )
     if quant_format not in FORMATS:
         raise UsageError(

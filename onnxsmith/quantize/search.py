@@ -7,7 +7,11 @@
 2. Calibration for the nodes whose ladder has a static rung; `auto` tries every method's ranges.
 3. SmoothQuant (alpha searched unless given), kept when the target needs it or it cuts the
    loss by a fifth: accuracy that costs no latency is taken even when the target is met.
-4. Fallback: per-layer error ranks the int8 nodes; the most sensitive ones step down their ladder
+4. On request, bias correction of the static Conv/Gemm nodes (the weights' rounding error times
+   the mean input, from the calibration data), kept when it lowers the loss; then, where the
+   target is missed, per-tensor ranges for the inputs of the most sensitive static nodes.
+5. Fallback: each int8 node's error in isolation (it alone in int8, error at the model's output,
+   see `isolation.py`) ranks the nodes; the most sensitive ones step down their ladder
    (static → dynamic → fp32), the smallest such set found by bisection on the real metric.
 """
 
@@ -28,23 +32,30 @@ from onnxsmith.passes.quantize import (
     STATIC,
     WEIGHT_ONLY,
     Candidate,
+    CorrectBiasPass,
+    FakeQuantizePass,
     InsertQdqPass,
     QuantizeDynamicPass,
     QuantizeGatherPass,
     QuantPlan,
     SmoothQuantPass,
     activation_name,
+    correctable,
     dynamic_ok,
+    input_channel_axis,
     qdq_tensors,
     smoothing_scales,
 )
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
+from onnxsmith.quantize.isolation import output_noise
 from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import (
     METHODS,
     ActivationStats,
     CalibrationTable,
+    ChannelMeans,
+    channel_means,
     collect_statistics,
     compute_ranges,
 )
@@ -59,6 +70,11 @@ FASTER = 0.97
 ALPHAS = (0.5, 0.65, 0.8, 0.9)
 SMOOTHING_GAIN = 0.8  # with the target met, "auto" keeps SmoothQuant only if loss drops by 1/5
 _SENSITIVITY_FEEDS = 4
+_ISOLATION_FEEDS = 2  # a ranking, not a verdict: two feeds order the layers
+_MEAN_FEEDS = 16  # channel means for bias correction settle within a few feeds
+_RANGE_NODES = 6  # static nodes, most sensitive first, whose input range is searched
+_EXTRA_PERCENTILES = (99.9, 99.99)  # range candidates beyond the methods' own
+RANKINGS = ("isolated", "accumulated")
 _MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
 
 FeedSource = Callable[[], Iterator[Feed]]
@@ -80,6 +96,12 @@ class SearchSettings:
     full_range_measurable: bool = True
     threads: int | None = None
     probe_seconds: float = 6.0
+    # Tried on the static nodes and kept when it lowers the loss; off by default: on PP-OCRv4
+    # det and rec it never did (bench/RESULTS.md, "accuracy techniques").
+    bias_correction: bool = False
+    companions: str = "auto"  # "auto" (both placements scored), or one of COMPANIONS
+    range_search: bool = True  # per-tensor ranges for the most sensitive inputs (method auto)
+    ranking: str = "isolated"  # fallback order: RANKINGS (isolated: see isolation.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +146,8 @@ class SearchResult:
     reasons: Mapping[str, str]  # why each candidate left in fp32 is there
     met: bool
     weight_bits: int  # of static nodes: 7 where 8 would saturate ORT's int8 kernels
+    bias_corrected: int = 0  # static nodes whose bias was corrected
+    companions: str = "all"  # which neighbours joined the int8 chains (plan.COMPANIONS)
 
 
 def clone(model: ir.Model) -> ir.Model:
@@ -159,6 +183,11 @@ class Search:
         self.reasons: dict[str, str] = {}
         self.best: tuple[Score, QuantPlan, ir.Model, ir.Model] | None = None
         self.reduce_range = settings.reduce_range
+        self.companions = "all" if settings.companions == "auto" else settings.companions
+        self.means: ChannelMeans | None = None  # set when bias correction is kept
+        self.corrected: frozenset[str] = frozenset()  # nodes whose input means were measured
+        self.isolated: dict[tuple[str, str], float] = {}
+        self.range_options: dict[str, CalibrationTable] = {}  # candidate ranges per tensor
 
     # -- building and scoring -------------------------------------------------------------
 
@@ -168,6 +197,16 @@ class Search:
         if static:
             if table is None:
                 raise PassError("quantize: static nodes planned without a calibration table")
+            corrected = [n for n in static if n in self.corrected]
+            if self.means is not None and corrected:
+                passes.append(
+                    CorrectBiasPass(
+                        self.means,
+                        corrected,
+                        per_channel=self.settings.per_channel,
+                        reduce_range=self.reduce_range,
+                    )
+                )
             passes += [
                 InsertQdqPass(
                     table,
@@ -175,6 +214,7 @@ class Search:
                     per_channel=self.settings.per_channel,
                     quant_format=self.settings.quant_format,
                     reduce_range=self.reduce_range,
+                    companions=self.companions,
                 ),
             ]
         if dynamic:
@@ -308,7 +348,14 @@ class Search:
         methods = METHODS if self.settings.method == "auto" else (self.settings.method,)
         self.reporter.phase(f"calibrating {len(nodes)} static nodes ({', '.join(methods)})")
         stats = self.statistics(base, nodes, histograms=methods != ("minmax",))
-        return {m: compute_ranges(stats, m) for m in methods}
+        tables = {m: compute_ranges(stats, m) for m in methods}
+        if self.settings.method == "auto" and self.settings.range_search:
+            extra = {
+                f"percentile {p}": compute_ranges(stats, "percentile", percentile=p)
+                for p in _EXTRA_PERCENTILES
+            }
+            self.range_options = {**tables, **extra}
+        return tables
 
     # -- the whole search -----------------------------------------------------------------
 
@@ -328,6 +375,10 @@ class Search:
             found = self.smooth(plan, table, score)
             if found is not None:
                 smoothing, base, table, score, model = found
+        if self.settings.bias_correction and plan.nodes(STATIC):
+            score, model = self.correct_bias(plan, base, table, score, model)
+        if self.range_options and table is not None and score.loss > self.settings.max_loss:
+            table, score, model = self.search_ranges(plan, base, table, score, model)
 
         if score.loss > self.settings.max_loss:
             plan, score, model = self.fall_back(plan, ladders, base, table, score)
@@ -354,6 +405,8 @@ class Search:
             reasons=types.MappingProxyType(dict(self.reasons)),
             met=met,
             weight_bits=7 if self.reduce_range else 8,
+            bias_corrected=len(set(plan.nodes(STATIC)) & self.corrected),
+            companions=self.companions,
         )
 
     def choose_method(
@@ -374,6 +427,8 @@ class Search:
             if best is None or score.loss < best[1].loss:
                 best = (method, score, model)
         assert best is not None
+        if self.settings.companions == "auto" and best[0] is not None and best[1].loss > 0:
+            best = self.choose_companions(plan, base, methods, best)
         if self.reduce_range and best[1].loss > 0 and self.settings.full_range_measurable:
             self.reduce_range = False
             method = best[0]
@@ -384,6 +439,32 @@ class Search:
                 return method, score, model
             self.reduce_range = True
         return best
+
+    def choose_companions(
+        self,
+        plan: QuantPlan,
+        base: ir.Model,
+        methods: Mapping[str | None, CalibrationTable | None],
+        best: tuple[str | None, Score, ir.Model],
+    ) -> tuple[str | None, Score, ir.Model]:
+        """Scores every method's ranges with Add/Mul left in float; keeps the lower loss.
+
+        Every method, not only the best one with Add/Mul in int8: the ranges that suit the
+        requantized Add/Mul outputs are not the ones that suit the convolutions' inputs (on
+        PP-OCRv4 det entropy wins with them, percentile without). The structural tensors are a
+        subset of those calibrated, so no calibration pass is needed.
+        """
+        self.companions = "structural"
+        found = best
+        for method, table in methods.items():
+            score, model = self.evaluate(
+                plan, base, table, f"int8 plan, {method} ranges, Add/Mul in float"
+            )
+            if score.loss < found[1].loss:
+                found = (method, score, model)
+        if found is best:
+            self.companions = "all"
+        return found
 
     def smooth(
         self, plan: QuantPlan, table: CalibrationTable | None, current: Score
@@ -462,7 +543,33 @@ class Search:
             return None
         return CalibrationTable(f"{table.method}, smoothed", ranges, table.feeds)
 
-    # -- step 4: fallback -----------------------------------------------------------------
+    # -- step 4: bias correction ----------------------------------------------------------
+
+    def correct_bias(
+        self,
+        plan: QuantPlan,
+        base: ir.Model,
+        table: CalibrationTable | None,
+        score: Score,
+        model: ir.Model,
+    ) -> tuple[Score, ir.Model]:
+        """Measures the inputs' channel means and keeps bias correction if it lowers the loss."""
+        by_name = {node.name: node for node in base.graph}
+        nodes = [n for n in plan.nodes(STATIC) if correctable(by_name[n])]
+        if not nodes:
+            return score, model
+        axes = {activation_name(by_name[n]): input_channel_axis(by_name[n]) for n in nodes}
+        self.reporter.phase(f"bias correction: channel means of {len(axes)} inputs")
+        self.means = channel_means(base, self.calib(), axes, limit=_MEAN_FEEDS)
+        self.corrected = frozenset(nodes)
+        corrected_score, corrected_model = self.evaluate(plan, base, table, "bias correction")
+        if corrected_score.loss < score.loss:
+            return corrected_score, corrected_model
+        self.reporter.phase("bias correction did not lower the loss; not used")
+        self.means, self.corrected = None, frozenset()
+        return score, model
+
+    # -- step 5: fallback -----------------------------------------------------------------
 
     def fall_back(
         self,
@@ -475,7 +582,7 @@ class Search:
         """Steps the most sensitive nodes down their ladders until the loss fits."""
         model = self.build(plan, base, table)
         while score.loss > self.settings.max_loss and plan.modes:
-            order = self.rank(plan, base, model)
+            order = self.rank(plan, base, model, table)
             steps = [(n, _next_rung(ladders[n], plan.modes[n])) for n in order]
             everything = plan.with_modes(dict(steps))
             all_score, all_model = self.evaluate(
@@ -499,7 +606,85 @@ class Search:
             plan, score, model = found
         return plan, score, model
 
-    def rank(self, plan: QuantPlan, base: ir.Model, model: ir.Model) -> list[str]:
+    def rank(
+        self, plan: QuantPlan, base: ir.Model, model: ir.Model, table: CalibrationTable | None
+    ) -> list[str]:
+        """Int8 nodes, most sensitive first, by `settings.ranking`."""
+        if self.settings.ranking == "accumulated":
+            return self.rank_accumulated(plan, base, model)
+        todo = [(n, m) for n, m in plan.modes.items() if (n, m) not in self.isolated]
+        self.reporter.phase(f"ranking {len(plan.modes)} int8 nodes by their error in isolation")
+        with self.reporter.bar("one layer in int8", len(todo)) as tick:
+            for name, mode in todo:
+                self.isolated[name, mode] = self.isolated_error(name, mode, base, table)
+                tick()
+        return sorted(plan.modes, key=lambda n: self.isolated[n, plan.modes[n]], reverse=True)
+
+    def isolated_error(
+        self, name: str, mode: str, base: ir.Model, table: CalibrationTable | None
+    ) -> float:
+        """Noise ratio at the output of `base` with only `name` in int8 (`mode`)."""
+        alone = self.quantized_alone(name, mode, base, table)
+        # basic: the one-layer model runs in float anyway, and ORT's full graph optimization
+        # is most of a session's start-up here
+        session = create_session(alone, threads=self.settings.threads, optimization="basic")
+        feeds = self.evalset.feeds[:_ISOLATION_FEEDS]
+        return output_noise(session, feeds, self.evalset.reference[:_ISOLATION_FEEDS])
+
+    def search_ranges(
+        self,
+        plan: QuantPlan,
+        base: ir.Model,
+        table: CalibrationTable,
+        score: Score,
+        model: ir.Model,
+    ) -> tuple[CalibrationTable, Score, ir.Model]:
+        """Per-tensor activation ranges, scored at the output.
+
+        For the `_RANGE_NODES` static nodes with the largest error in isolation, every candidate
+        range of the node's input (each method's, tighter percentiles) is scored by that node's
+        isolated error at the model's output, and the best one taken; the mixed table is kept
+        if the whole model's loss drops.
+        """
+        by_name = {node.name: node for node in base.graph}
+        order = [n for n in self.rank(plan, base, model, table) if plan.modes[n] == STATIC]
+        ranges = dict(table.ranges)
+        errors = {}
+        self.reporter.phase(f"range search: inputs of the {_RANGE_NODES} most sensitive nodes")
+        for name in order[:_RANGE_NODES]:
+            x = activation_name(by_name[name])
+            best, errors[name] = ranges[x], self.isolated[name, STATIC]
+            for option in self.range_options.values():
+                candidate = option.ranges.get(x)
+                if candidate is None or candidate == best:
+                    continue
+                trial = CalibrationTable(table.method, {**ranges, x: candidate}, table.feeds)
+                error = self.isolated_error(name, STATIC, base, trial)
+                if error < errors[name]:
+                    best, errors[name] = candidate, error
+            ranges[x] = best
+        searched = CalibrationTable(f"{table.method}, searched per tensor", ranges, table.feeds)
+        new_score, new_model = self.evaluate(plan, base, searched, "ranges searched per tensor")
+        if new_score.loss >= score.loss:
+            self.reporter.phase("per-tensor ranges did not lower the loss; not used")
+            return table, score, model
+        self.isolated.update({(name, STATIC): error for name, error in errors.items()})
+        return searched, new_score, new_model
+
+    def quantized_alone(
+        self, name: str, mode: str, base: ir.Model, table: CalibrationTable | None
+    ) -> ir.Model:
+        """`base` with only `name` in int8 (static: simulated in float, see FakeQuantizePass)."""
+        if mode != STATIC or table is None:
+            return self.build(QuantPlan({name: mode}, self.settings.per_channel), base, table)
+        options = {"per_channel": self.settings.per_channel, "reduce_range": self.reduce_range}
+        passes: list[ir.passes.PassBase] = [FakeQuantizePass(table, [name], **options)]
+        if self.means is not None and name in self.corrected:
+            passes.insert(0, CorrectBiasPass(self.means, [name], **options))
+        model, _ = apply(passes, clone(base))
+        return model
+
+    def rank_accumulated(self, plan: QuantPlan, base: ir.Model, model: ir.Model) -> list[str]:
         """Int8 nodes by the error each adds (output noise ratio minus input's), worst first."""
         by_name = {node.name: node for node in base.graph}
         pairs = {}

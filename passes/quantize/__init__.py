@@ -1,8 +1,12 @@
-"""Int8 quantization passes: prepare, SmoothQuant, static QDQ (wraps ORT), dynamic int8."""
+"""Int8 quantization passes: prepare, SmoothQuant, bias correction, static QDQ (wraps ORT),
+dynamic int8, and the float simulation of static int8 the search measures layers with."""
 
+from onnxsmith.passes.quantize.bias import CorrectBiasPass, correctable, input_channel_axis
 from onnxsmith.passes.quantize.dynamic import QuantizeDynamicPass
+from onnxsmith.passes.quantize.fakequant import FakeQuantizePass
 from onnxsmith.passes.quantize.gather import QuantizeGatherPass
 from onnxsmith.passes.quantize.plan import (
+    COMPANIONS,
     COMPUTE_OPS,
     DYNAMIC,
     FP32,
@@ -21,6 +25,7 @@ from onnxsmith.passes.quantize.qdq import FORMATS, InsertQdqPass, qdq_tensors
 from onnxsmith.passes.quantize.smoothquant import SmoothQuantPass, smoothing_scales
 
 __all__ = [
+    "COMPANIONS",
     "COMPUTE_OPS",
     "DYNAMIC",
     "FORMATS",
@@ -30,6 +35,8 @@ __all__ = [
     "STATIC",
     "WEIGHT_ONLY",
     "Candidate",
+    "CorrectBiasPass",
+    "FakeQuantizePass",
     "InsertQdqPass",
     "QuantPlan",
     "QuantizeDynamicPass",
@@ -37,8 +44,10 @@ __all__ = [
     "SmoothQuantPass",
     "activation_name",
     "companion_nodes",
+    "correctable",
     "dynamic_ok",
     "find_candidates",
+    "input_channel_axis",
     "prepare_passes",
     "qdq_tensors",
     "smoothing_scales",

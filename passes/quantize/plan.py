@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import onnx_ir as ir
 
-from onnxsmith.errors import UsageError, name_list
+from onnxsmith.errors import PassError, UsageError, name_list
 
 STATIC = "static"  # activations and weights int8 with calibrated ranges (QDQ or QOperator)
 DYNAMIC = "dynamic"  # weights int8, activations quantized per run (DynamicQuantizeLinear)
@@ -46,6 +46,13 @@ COMPANION_OPS = frozenset(
 )
 
 
+# Companions that compute (QLinearAdd / QLinearMul): each requantizes its result. On PP-OCRv4 det
+# (VNNI Xeon, 2026-12-01) leaving them in float made the static model both more faithful (mask
+# IoU 0.953 → 0.976) and faster (0.80x → 0.67x of fp32): the search tries both placements.
+ARITHMETIC_OPS = frozenset({"Add", "Mul"})
+COMPANIONS = ("all", "structural")  # structural: COMPANION_OPS less ARITHMETIC_OPS
+
+
 @dataclasses.dataclass(frozen=True)
 class Candidate:
     """A node that can run in int8, with its int8 modes in order of preference."""
@@ -72,6 +79,15 @@ class QuantPlan:
     def with_modes(self, changes: Mapping[str, str]) -> QuantPlan:
         merged = {**self.modes, **changes}
         return QuantPlan({n: m for n, m in merged.items() if m != FP32}, self.per_channel)
+
+
+def nodes_named(model: ir.Model, names: Sequence[str], step: str) -> list[ir.Node]:
+    """The main-graph nodes called `names`, in that order; a PassError names any missing."""
+    by_name = {node.name: node for node in model.graph}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise PassError(f"{step}: no node named {name_list(missing)} in the main graph")
+    return [by_name[n] for n in names]
 
 
 def weight_of(node: ir.Node) -> ir.Value | None:
@@ -173,26 +189,30 @@ def find_candidates(
     return found
 
 
-def companion_nodes(model: ir.Model, static_nodes: Sequence[str]) -> list[str]:
+def companion_nodes(
+    model: ir.Model, static_nodes: Sequence[str], companions: str = "all"
+) -> list[str]:
     """Companion ops (COMPANION_OPS) fed only by statically quantized nodes or constants.
 
     Walks the graph in order, so a chain Conv → Relu → MaxPool → Conv stays int8 end to end.
     Elementwise Add/Mul with constants count too (HardSwish = x·clip(x+3)/6): measured on PP-OCR
-    det, leaving them in float made static Conv no faster than fp32 (0.98x vs 0.84x), at the
-    price of more rounding, which the sensitivity fallback then pays back where it matters.
+    det (an earlier run, another CPU), leaving them in float made static Conv no faster (0.98x
+    vs 0.84x); on a VNNI CPU the opposite held (ARITHMETIC_OPS), so with
+    `companions="structural"` Add and Mul stay float and the search scores both placements.
     """
+    allowed = COMPANION_OPS if companions == "all" else COMPANION_OPS - ARITHMETIC_OPS
     int8_values: set[ir.Value] = set()
     chosen = set(static_nodes)
-    companions = []
+    found = []
     for node in model.graph:
         if node.name in chosen:
             int8_values.update(node.outputs)
             continue
-        if node.op_type not in COMPANION_OPS or node.domain not in ("", "ai.onnx"):
+        if node.op_type not in allowed or node.domain not in ("", "ai.onnx"):
             continue
         floats = [v for v in node.inputs if v is not None and v.dtype == ir.DataType.FLOAT]
         activations = [v for v in floats if v.const_value is None]
         if activations and all(v in int8_values for v in activations) and node.name:
-            companions.append(node.name)
+            found.append(node.name)
             int8_values.update(node.outputs)
-    return companions
+    return found

@@ -20,7 +20,7 @@ from onnxruntime.quantization import QuantFormat, QuantizationMode, QuantType
 from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
 from onnxruntime.quantization.onnx_quantizer import ONNXQuantizer
 from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-from onnxsmith.passes.quantize.plan import companion_nodes
+from onnxsmith.passes.quantize.plan import COMPANIONS, companion_nodes
 
 from onnxsmith.calibration import CalibrationTable
 from onnxsmith.errors import PassError, name_list
@@ -32,9 +32,9 @@ FORMATS = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
 _OPTIONS = {"WeightSymmetric": True, "ActivationSymmetric": False}
 
 
-def qdq_tensors(model: ir.Model, nodes: Sequence[str]) -> list[str]:
+def qdq_tensors(model: ir.Model, nodes: Sequence[str], companions: str = "all") -> list[str]:
     """Float activations a static quantization of `nodes` (plus companions) needs ranges for."""
-    chosen = set(nodes) | set(companion_nodes(model, nodes))
+    chosen = set(nodes) | set(companion_nodes(model, nodes, companions))
     names: dict[str, None] = {}
     for node in model.graph:
         if node.name not in chosen:
@@ -53,6 +53,7 @@ def qdq_tensors(model: ir.Model, nodes: Sequence[str]) -> list[str]:
 class InsertQdqPass(ir.passes.FunctionalPass):
     """Quantizes `nodes` statically: uint8 activations (asymmetric), int8 weights (symmetric,
     per output channel by default), int32 bias; QDQ format or QOperator on request.
+    `companions` says which neighbours join the int8 chain (see `plan.companion_nodes`).
 
     `reduce_range` keeps weights in 7 bits: on x86 CPUs without VNNI, ORT's u8s8 kernels add
     pairs of u8·s8 products in int16 (vpmaddubsw) and saturate with full-range weights —
@@ -67,8 +68,14 @@ class InsertQdqPass(ir.passes.FunctionalPass):
         per_channel: bool = True,
         quant_format: str = "qdq",
         reduce_range: bool = False,
+        companions: str = "all",
     ) -> None:
         super().__init__()
+        if companions not in COMPANIONS:
+            raise PassError(
+                f"static int8: unknown companions {companions!r} — choose from "
+                f"{name_list(COMPANIONS)}"
+            )
         if quant_format not in FORMATS:
             raise PassError(
                 f"static int8: unknown format {quant_format!r} — choose from {name_list(FORMATS)}"
@@ -78,6 +85,7 @@ class InsertQdqPass(ir.passes.FunctionalPass):
         self.per_channel = per_channel
         self.quant_format = quant_format
         self.reduce_range = reduce_range
+        self.companions = companions
 
     def call(self, model: ir.Model) -> StatsResult:
         present = {node.name: node for node in model.graph}
@@ -86,8 +94,8 @@ class InsertQdqPass(ir.passes.FunctionalPass):
             raise PassError(f"static int8: no node named {name_list(missing)} in the main graph")
         if not self.nodes:
             return StatsResult(model, modified=False, stats={"static_int8": 0})
-        companions = companion_nodes(model, self.nodes)
-        tensors = qdq_tensors(model, self.nodes)
+        companions = companion_nodes(model, self.nodes, self.companions)
+        tensors = qdq_tensors(model, self.nodes, self.companions)
         unranged = [t for t in tensors if t not in self.table.ranges]
         if unranged:
             raise PassError(

@@ -43,3 +43,32 @@ def drop_unused(graph: ir.Graph, weights: Iterable[ir.Value]) -> int:
             del graph.initializers[name]
             dropped += 1
     return dropped
+
+
+def weight_axis(node: ir.Node) -> int:
+    """The axis ORT's static quantizer takes per-channel scales along for `node`'s weight."""
+    if node.op_type == "Conv":
+        return 0
+    if node.op_type == "Gemm":
+        return 0 if node.attributes.get_int("transB", 0) else 1
+    return 1  # ConvTranspose (Cin, Cout/group, ...) and MatMul (K, N): the output channels
+
+
+def static_grid(w: np.ndarray, axis: int | None, *, reduce_range: bool = False) -> np.ndarray:
+    """`w` rounded to the int8 grid ORT's static quantizer uses, as float32.
+
+    Symmetric, zero point 0, scale absmax/127 (absmax/64 with `reduce_range`) per slice along
+    `axis` (None: per tensor) — ORT's `get_qmin_qmax_for_qType`. A weight already on its grid
+    maps to itself, and ORT quantizes it back to the same integers: passes that choose the
+    rounding (bias correction) write it into the float model and ORT keeps it.
+    """
+    qmax = 64.0 if reduce_range else 127.0
+    w = np.asarray(w, dtype=np.float32)
+    if axis is None:
+        absmax = np.abs(w).max(keepdims=True) if w.size else np.ones((1,) * w.ndim, np.float32)
+    else:
+        reduce = tuple(i for i in range(w.ndim) if i != axis % w.ndim)
+        absmax = np.abs(w).max(axis=reduce, keepdims=True)
+    scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
+    q = np.clip(np.rint(w / scale), -qmax, qmax)
+    return (q * scale).astype(np.float32)
