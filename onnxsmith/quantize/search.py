@@ -61,6 +61,7 @@ from onnxsmith.runtime.calibrate import (
 )
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.metric import EvalSet, Score
+from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timer import LocalTimer, Rounds, Timer, TimingJob
 from onnxsmith.runtime.timing import ratio_ci95
 
