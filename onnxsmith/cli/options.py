@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from onnxsmith.fidelity import AUTO, metric_names
+
 
 def add_model_output_options(parser: argparse.ArgumentParser) -> None:
     """`--external-data` and `--json` for the verbs that write a model and a report."""
@@ -14,3 +16,15 @@ def add_model_output_options(parser: argparse.ArgumentParser) -> None:
         help="store weights in OUTPUT.data (automatic above 2 GB)",
     )
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+
+
+def add_metric_option(parser: argparse.ArgumentParser) -> None:
+    """`--metric` for every verb that judges a transformed model against the original."""
+    parser.add_argument(
+        "--metric",
+        default=AUTO,
+        metavar="NAME",
+        help=f"fidelity vs the original's outputs: {', '.join(metric_names())}, or your own "
+        "path/to/file.py:fn(reference_outputs, outputs) -> fidelity in [0, 1] (default auto: "
+        "chosen per output from its structure and printed)",
+    )

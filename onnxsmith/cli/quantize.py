@@ -12,7 +12,7 @@ from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.quantize import quantize
 from onnxsmith.quantize.report import QuantizeReport
 from onnxsmith.runtime.calibrate import METHODS
-from onnxsmith.runtime.metric import METRICS
+from onnxsmith.cli.options import add_metric_option
 
 HELP = "int8 quantization: static QDQ, dynamic or fp32 per op, measured for accuracy and speed"
 EXAMPLE = "onnxsmith quantize model.onnx -o model.int8.onnx --calib calib/ --report report/"
@@ -28,15 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval", metavar="DIR", help="eval data dir (default: every 5th --calib feed held out)"
     )
-    parser.add_argument(
-        "--metric", default="cosine", choices=METRICS, help="compared with fp32 (default cosine)"
-    )
+    add_metric_option(parser)
     parser.add_argument(
         "--max-loss",
         type=float,
         metavar="F",
-        help="allowed loss on every output: 1-cosine, 1-top1 agreement, NMSE, 10^(-SNR/10) "
-        "(default 0.01)",
+        help="allowed loss on every output in its metric's terms: 1 - top-1 agreement, CER, "
+        "1 - IoU, 1 - F1, 1 - cosine, ... (default: the metric's own tolerance; see "
+        "docs/metrics.md)",
     )
     parser.add_argument(
         "--method",
@@ -141,10 +140,8 @@ def _print(report: QuantizeReport) -> None:
         table.add_row(group, *(str(counts.get(m, 0)) for m in MODES))
     console.print(table)
     r, lat = report.result, report.latency
-    console.print(
-        f"{r.score.describe()}, loss {r.score.loss:.4g} "
-        f"(max {report.options['max_loss']:g}: {'met' if r.met else 'NOT met'})"
-    )
+    for line in report.fidelity_lines():
+        console.print(line.removeprefix("- "))
     console.print(
         f"latency {lat.vs_input[0]:.2f}x fp32 (95% CI {lat.vs_input[1]:.2f}-{lat.vs_input[2]:.2f}; "
         f"{lat.int8_ms:.2f} vs {lat.fp32_ms:.2f} ms), weights {megabytes(report.weight_bytes[0])} "

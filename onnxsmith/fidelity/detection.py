@@ -29,6 +29,11 @@ import numpy as np
 from onnxsmith.errors import DataError
 from onnxsmith.fidelity.signal import Measured, pairs
 
+RULE = (
+    "YOLO detection rule: score = best class score (x objectness if any) >= 0.25; per-class "
+    "NMS at IoU 0.45, at most 300 boxes; F1 = 2·matches / (boxes + fp32 boxes), a match being "
+    "a box of the same class at IoU >= 0.5, one to one, best score first"
+)
 CONFIDENCE = 0.25
 NMS_IOU = 0.45
 MATCH_IOU = 0.5

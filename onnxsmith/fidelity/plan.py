@@ -10,6 +10,7 @@ import numpy as np
 
 from onnxsmith.errors import DataError, UsageError, name_list
 from onnxsmith.fidelity.choose import Choice, choose_metric
+from onnxsmith.fidelity.detection import RULE as DETECTION_RULE
 from onnxsmith.fidelity.plugin import PluginMetric, is_plugin, load_plugin
 from onnxsmith.fidelity.registry import METRICS
 from onnxsmith.fidelity.result import Fidelity, Score
@@ -55,16 +56,20 @@ class MetricPlan:
         if self.plugin is not None:
             return [f"{ALL_OUTPUTS}: {self.plugin.name} (your metric; loss = 1 - its value)"]
         how = "chosen from the outputs" if self.requested == AUTO else "--metric"
-        return [
+        lines = [
             f"{name!r}: {choice.metric} — {choice.reason} ({how})"
             for name, choice in self.choices.items()
         ]
+        if any(c.metric == "detection_f1" for c in self.choices.values()):
+            lines.append(DETECTION_RULE)
+        return lines
 
     def as_dict(self) -> dict[str, object]:
         return {
             "requested": self.requested,
             "outputs": {n: dataclasses.asdict(c) for n, c in self.choices.items()},
             "plugin": self.plugin.name if self.plugin else None,
+            "tolerance": self.tolerance,
         }
 
     def _named(self, outputs: Sequence[FeedOutputs]) -> list[dict[str, np.ndarray]]:

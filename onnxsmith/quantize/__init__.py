@@ -21,6 +21,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxsmith.errors import NotFasterError, PassError, UsageError, name_list
+from onnxsmith.fidelity import AUTO, Score, is_plugin, metric_names
 from onnxsmith.io import load_model, save_model, weight_bytes
 from onnxsmith.passes.cleanup.shapes import DropIntermediateShapesPass
 from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
@@ -35,7 +36,7 @@ from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import int8_saturates
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.kernels import runtime_kernels
-from onnxsmith.runtime.metric import DEFAULT_MAX_LOSS, METRICS, EvalSet
+from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
 from onnxsmith.signature import input_specs
 from onnxsmith.summary import QUANTIZED_OPS
@@ -53,7 +54,7 @@ def quantize(
     *,
     calib: str | Path,
     eval_data: str | Path | None = None,
-    metric: str = "cosine",
+    metric: str = AUTO,
     max_loss: float | None = None,
     method: str = "auto",
     per_channel: bool = True,
@@ -74,8 +75,11 @@ def quantize(
         output: where the int8 model goes.
         calib: data dir of calibration feeds (one .npz per feed, shapes may vary).
         eval_data: data dir for the metric; default: every 5th calibration feed, held out.
-        metric: cosine, top1, mse or snr (see `runtime.metric`); outputs compared with fp32.
-        max_loss: allowed loss in that metric on every output (default 0.01: cosine >= 0.99).
+        metric: how outputs are compared with fp32's: `auto` (chosen per output from its
+            structure: top1, ctc, mask_iou, detection_f1, embedding, cosine; see
+            `onnxsmith.fidelity`), one of those names, or `file.py:fn`.
+        max_loss: allowed loss on every output, in its metric's terms (default: the metric's
+            own tolerance, e.g. 1 % of top-1 decisions, CER 0.005, 1 - F1 0.03).
         method: calibration: minmax, percentile, entropy, mse, or auto (try all, keep best).
         per_channel: int8 weights per output channel (else per tensor).
         smoothquant: "auto" (tried; kept when the target needs it or it cuts the loss by
@@ -96,7 +100,6 @@ def quantize(
             than fp32 (with `latency_aware`). Nothing is written in any of these cases.
     """
     started = time.perf_counter()
-    max_loss = DEFAULT_MAX_LOSS if max_loss is None else max_loss
     smoothquant = _check_options(
         metric, max_loss, method, smoothquant, quant_format, report_dir, timing_seconds
     )
@@ -117,10 +120,11 @@ def quantize(
         calib_data, eval_data, specs, warnings
     )
     reporter.phase(f"data: {calib_count} calibration feeds, {len(eval_feeds)} eval ({eval_origin})")
-    evalset = EvalSet(original, eval_feeds, metric, threads=threads)
+    evalset = EvalSet(original, eval_feeds, metric, tolerance=max_loss, threads=threads)
+    for line in evalset.plan.describe():
+        reporter.phase(f"fidelity metric for {line}")
 
     settings = SearchSettings(
-        max_loss=max_loss,
         method=method,
         per_channel=per_channel,
         smoothquant=smoothquant,
@@ -134,14 +138,14 @@ def quantize(
     result = search.run()
     if not result.plan.modes:
         raise PassError(
-            f"quantize: no node can stay int8 with {metric} loss <= {max_loss:g} — nothing "
-            "written; raise --max-loss or check the calibration data"
+            f"quantize: no node can stay int8 within the fidelity tolerance ({metric} metric) "
+            "— nothing written; raise --max-loss or check the calibration data"
         )
     if not result.met:
         warnings.append(
-            f"the {metric} loss target {max_loss:g} is not reachable: the best int8 model found "
-            f"has loss {result.score.loss:.4g} ({result.score.describe()}), missing by "
-            f"{result.score.loss - max_loss:.4g}; it is written anyway"
+            "the fidelity tolerance is not reachable: the best int8 model found has "
+            f"{result.score.describe()}, missing by {_missing(result.score):.4g}; it is written "
+            "anyway"
         )
     model = result.model
     _validate(model)
@@ -196,6 +200,7 @@ def quantize(
         pipeline=pipeline,
         candidates=tuple(candidates),
         result=result,
+        metric_plan=evalset.plan,
         latency=latency,
         kernels=kernels,
         weight_bytes=(weight_bytes(original), weight_bytes(model)),
@@ -242,20 +247,21 @@ def _fastest_form(
 
 def _check_options(
     metric: str,
-    max_loss: float,
+    max_loss: float | None,
     method: str,
     smoothquant: float | str,
     quant_format: str,
     report_dir: str | Path | None,
     timing_seconds: float,
 ) -> float | str:
-    if metric not in METRICS:
+    if metric not in metric_names() and not is_plugin(metric):
         raise UsageError(
-            f"quantize: unknown --metric {metric!r} — choose from {name_list(METRICS)}"
+            f"quantize: unknown --metric {metric!r} — choose from {name_list(metric_names())} "
+            "or give your own as path/to/file.py:function"
         )
     if not math.isfinite(timing_seconds) or timing_seconds <= 0:
         raise UsageError(f"quantize: --timing-seconds {timing_seconds} must be > 0")
-    if not math.isfinite(max_loss) or max_loss < 0:
+    if max_loss is not None and not (math.isfinite(max_loss) and max_loss >= 0):
         raise UsageError(f"quantize: --max-loss {max_loss} must be a number >= 0, e.g. 0.01")
     if method not in (*METHODS, "auto"):
         raise UsageError(
@@ -279,6 +285,12 @@ def _check_options(
             "search it)"
         )
     return alpha
+
+
+def _missing(score: Score) -> float:
+    """How far the worst output's loss is over its tolerance, in that metric's terms."""
+    worst = score.outputs[score.worst]
+    return worst.loss - worst.tolerance
 
 
 def _refuse_quantized(model: ir.Model, source: str | Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxsmith.errors import ModelSaveError
+from onnxsmith.fidelity import MetricPlan
 from onnxsmith.passes.quantize import Candidate
 from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.pipeline import PipelineReport
@@ -41,6 +42,7 @@ class QuantizeReport:
     pipeline: PipelineReport
     candidates: tuple[Candidate, ...]
     result: SearchResult
+    metric_plan: MetricPlan
     latency: Latency
     kernels: KernelReport
     weight_bytes: tuple[int, int]
@@ -67,10 +69,10 @@ class QuantizeReport:
             "data": dict(self.data),
             "metric": {
                 "name": result.score.metric,
+                "choice": self.metric_plan.as_dict(),
                 "max_loss": self.options["max_loss"],
-                "fp32": _perfect(result.score.metric),
-                "int8": dict(result.score.values),
-                "loss": result.score.loss,
+                "int8": result.score.as_dict(),
+                "share_of_tolerance": result.score.loss,
                 "met": result.met,
             },
             "latency": dataclasses.asdict(self.latency),
@@ -109,11 +111,21 @@ class QuantizeReport:
             "fp32_nodes": listed,
             "fp32_nodes_not_listed": len(kept) - len(listed),
             "metric": self.result.score.metric,
-            "metric_values": dict(self.result.score.values),
-            "loss": self.result.score.loss,
+            "fidelity": self.result.score.as_dict(),
+            "met": self.result.met,
             "latency_ratio_vs_fp32": round(self.latency.vs_input[0], 4),
             "size_ratio": round(self.size_ratio, 4),
         }
+
+    def fidelity_lines(self) -> list[str]:
+        """The metric of each output and why, then each output's fidelity against fp32."""
+        r = self.result
+        lines = [f"- fidelity metric for {line}" for line in self.metric_plan.describe()]
+        lines += [
+            f"- fidelity of {name!r} vs fp32: {f.describe()}" for name, f in r.score.outputs.items()
+        ]
+        verdict = "within tolerance" if r.met else "NOT within tolerance"
+        return [*lines, f"- fidelity: {verdict}"]
 
     def markdown(self) -> str:
         r = self.result
@@ -122,8 +134,7 @@ class QuantizeReport:
             f"# onnxsmith quantize: {Path(self.source).name}",
             "",
             f"- output: `{self.output}`",
-            f"- metric: {r.score.describe()}, loss {r.score.loss:.4g} "
-            f"(max {self.options['max_loss']:g}; {'met' if r.met else 'NOT met'})",
+            *self.fidelity_lines(),
             f"- latency: {lat.int8_ms:.2f} ms vs {lat.fp32_ms:.2f} ms fp32 → "
             f"{lat.vs_input[0]:.2f}x (95% CI {lat.vs_input[1]:.2f}-{lat.vs_input[2]:.2f}), "
             f"{lat.rounds} interleaved rounds",
@@ -149,7 +160,8 @@ class QuantizeReport:
             for t in r.timings:
                 ratios = ", ".join(f"{m} {v[0]:.2f}x" for m, v in t.ratios.items())
                 lines.append(f"| {t.group} | {t.nodes} | {ratios} | {', '.join(t.kept) or '-'} |")
-        lines += ["", "## Search", "", "| step | loss | static | dynamic |", "|---|---:|---:|---:|"]
+        lines += ["", "## Search", "", "| step | loss / tolerance | static | dynamic |"]
+        lines.append("|---|---:|---:|---:|")
         lines += [f"| {t.label} | {t.loss:.4g} | {t.static} | {t.dynamic} |" for t in r.trials]
         lines += ["", "## Per layer", "", "| node | op | mode | SQNR dB | note |"]
         lines.append("|---|---|---|---:|---|")
@@ -167,11 +179,6 @@ class QuantizeReport:
             (folder / "report.md").write_text(self.markdown())
         except OSError as e:
             raise ModelSaveError(f"quantize: cannot write the report to {folder} ({e})") from e
-
-
-def _perfect(metric: str) -> float | str:
-    perfect: dict[str, float | str] = {"cosine": 1.0, "top1": 1.0, "mse": 0.0, "snr": "inf"}
-    return perfect[metric]
 
 
 def _finite(row: dict[str, Any]) -> dict[str, Any]:

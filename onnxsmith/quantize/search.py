@@ -23,6 +23,7 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from onnxsmith.errors import NotFasterError, OnnxsmithError, PassError
+from onnxsmith.fidelity import Score
 from onnxsmith.passes.quantize import (
     DYNAMIC,
     FP32,
@@ -50,7 +51,7 @@ from onnxsmith.runtime.calibrate import (
     compute_ranges,
 )
 from onnxsmith.runtime.data import Feed
-from onnxsmith.runtime.metric import EvalSet, Score
+from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 
@@ -67,9 +68,9 @@ FeedSource = Callable[[], Iterator[Feed]]
 
 @dataclasses.dataclass(frozen=True)
 class SearchSettings:
-    """Knobs of the search (the CLI options, resolved)."""
+    """Knobs of the search (the CLI options, resolved); the fidelity tolerance is the
+    eval set's (`EvalSet.plan`)."""
 
-    max_loss: float
     method: str = "auto"
     per_channel: bool = True
     smoothquant: float | str = "auto"  # "auto" (when it helps), "search", "off", or an alpha
@@ -95,7 +96,7 @@ class Trial:
     """One configuration the search evaluated."""
 
     label: str
-    loss: float
+    loss: float  # the worst output's loss as a share of its tolerance (<= 1: within it)
     static: int
     dynamic: int
 
@@ -195,8 +196,7 @@ class Search:
         static, dynamic = len(plan.nodes(STATIC)), len(plan.nodes(DYNAMIC))
         self.trials.append(Trial(label, score.loss, static, dynamic))
         self.reporter.phase(
-            f"{label}: {score.describe()}, loss {score.loss:.4g} "
-            f"({static} static, {dynamic} dynamic)"
+            f"{label}: {score.describe()} ({static} static, {dynamic} dynamic)"
         )
         if plan.modes and (self.best is None or score.loss < self.best[0].loss):
             self.best = (score, plan, model, base)
@@ -320,18 +320,18 @@ class Search:
             if found is not None:
                 smoothing, base, table, score, model = found
 
-        if score.loss > self.settings.max_loss:
+        if not score.met:
             plan, score, model = self.fall_back(plan, ladders, base, table, score)
         # An all-fp32 plan meets any target but is no int8 model: then the best int8 one found
         # is returned with met=False, and the caller warns by how much it misses.
-        met = score.loss <= self.settings.max_loss and bool(plan.modes)
+        met = score.met and bool(plan.modes)
         if not met and self.best is not None:
             score, plan, model, base = self.best
         for name in self.candidates:
             if name not in plan.modes and name not in self.reasons:
                 self.reasons[name] = (
-                    f"sensitive: kept in fp32 so that {self.evalset.metric} loss stays "
-                    f"<= {self.settings.max_loss:g}"
+                    f"sensitive: kept in fp32 so that fidelity ({score.metric}) stays within "
+                    "its tolerance"
                 )
         return SearchResult(
             plan=plan,
@@ -421,7 +421,7 @@ class Search:
         # Where the target is already met, smoothing must buy a clear gain: it changes the
         # weights and may add a Mul per activation, so a gain within the metric's noise is not
         # worth it. Where the target is missed, any gain is.
-        needed = current.loss > self.settings.max_loss
+        needed = not current.met
         if setting != "auto" or best[3].loss < current.loss * (1.0 if needed else SMOOTHING_GAIN):
             return best
         self.reporter.phase("SmoothQuant did not help enough; not used")
@@ -465,14 +465,14 @@ class Search:
     ) -> tuple[QuantPlan, Score, ir.Model]:
         """Steps the most sensitive nodes down their ladders until the loss fits."""
         model = self.build(plan, base, table)
-        while score.loss > self.settings.max_loss and plan.modes:
+        while not score.met and plan.modes:
             order = self.rank(plan, base, model)
             steps = [(n, _next_rung(ladders[n], plan.modes[n])) for n in order]
             everything = plan.with_modes(dict(steps))
             all_score, all_model = self.evaluate(
                 everything, base, table, f"fallback: all {len(order)} one step down"
             )
-            if all_score.loss > self.settings.max_loss:
+            if not all_score.met:
                 plan, score, model = everything, all_score, all_model
                 continue
             low, high = 0, len(order)
@@ -483,7 +483,7 @@ class Search:
                 trial_score, trial_model = self.evaluate(
                     trial, base, table, f"fallback: {middle} most sensitive one step down"
                 )
-                if trial_score.loss <= self.settings.max_loss:
+                if trial_score.met:
                     high, found = middle, (trial, trial_score, trial_model)
                 else:
                     low = middle
