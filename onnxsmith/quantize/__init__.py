@@ -4,7 +4,8 @@ The steps (see `search.py` for how the choice is made):
 1. prepare: cleanup recipe, opset >= 13, names, shapes;
 2. data: calibration feeds streamed from `--calib`, eval feeds from `--eval` or held out;
 3. search: latency probe, calibration, SmoothQuant, sensitivity fallback;
-4. check: final latency against fp32 (interleaved), kernels ORT really runs, per-layer SQNR;
+4. check: final latency against fp32 (interleaved, over the eval set's shape buckets, until
+   the 95 % interval excludes 1), kernels ORT really runs, per-layer SQNR;
 5. save with provenance; the report (and `--report DIR`) says what ran in int8 and why.
 """
 
@@ -38,12 +39,12 @@ from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.kernels import runtime_kernels
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
+from onnxsmith.runtime.timing import FASTER, ShapeBucket, shape_buckets
 from onnxsmith.signature import input_specs
 from onnxsmith.summary import QUANTIZED_OPS
 
 EVAL_LIMIT = 64  # eval feeds kept in memory and run for every candidate
 HOLD_OUT_EVERY = 5  # without --eval, every 5th calibration feed is held out for the metric
-_TIMING_FEEDS = 4
 _SQNR_FEEDS = 4
 METADATA_KEY = "onnxsmith.quantize"
 
@@ -150,11 +151,15 @@ def quantize(
     model = result.model
     _validate(model)
 
-    reporter.phase("checking latency against fp32 (interleaved) and ORT's kernels")
+    buckets = shape_buckets(eval_feeds)
+    reporter.phase(
+        f"checking latency against fp32 (interleaved, {len(buckets)} shape buckets: "
+        f"{'; '.join(b.label for b in buckets)}) and ORT's kernels"
+    )
     kernels, session = runtime_kernels(model, threads=threads)
     fp32_sessions = (evalset.session, create_session(prepared, threads=threads))
     timed, latency, shapes = _fastest_form(
-        model, session, fp32_sessions, eval_feeds[:_TIMING_FEEDS], latency_aware, threads,
+        model, session, fp32_sessions, buckets, latency_aware, threads,
         timing_seconds,
     )  # fmt: skip
     if timed is not model:  # the form without shapes won: count what ORT runs for it
@@ -167,11 +172,8 @@ def quantize(
             "onnxruntime fused none of the Q/DQ nodes into integer kernels: static nodes run as "
             f"float with extra conversions ({kernels.describe()})"
         )
-    if latency.vs_prepared[1] > 1.0:
-        message = (
-            f"the int8 model runs {latency.vs_prepared[0]:.2f}x the fp32 latency "
-            f"(95% CI {latency.vs_prepared[1]:.2f}-{latency.vs_prepared[2]:.2f}) on this machine"
-        )
+    message = _not_faster(latency)
+    if message:
         if latency_aware:
             raise NotFasterError(
                 f"quantize: {message} — nothing written; relax --max-loss, or pass "
@@ -222,7 +224,7 @@ def _fastest_form(
     model: ir.Model,
     session: Any,
     fp32_sessions: tuple[Any, Any],
-    feeds: list[Feed],
+    buckets: tuple[ShapeBucket, ...],
     latency_aware: bool,
     threads: int | None,
     seconds: float,
@@ -236,7 +238,7 @@ def _fastest_form(
         if DropIntermediateShapesPass()(lean).modified:
             finalists.append(lean)
             sessions.append(create_session(lean, threads=threads))
-    latencies = measure_latency(*fp32_sessions, sessions, feeds, seconds=seconds)
+    latencies = measure_latency(*fp32_sessions, sessions, buckets, seconds=seconds)
     if len(finalists) == 1:
         return model, latencies[0], "kept"
     fastest = min(range(len(finalists)), key=lambda i: latencies[i].vs_input[0])
@@ -285,6 +287,23 @@ def _check_options(
             "search it)"
         )
     return alpha
+
+
+def _not_faster(latency: Latency) -> str:
+    """Why the int8 model may not be shipped as faster ('' when it may): the overall interval
+    must lie below 1 and no shape bucket may be slower with confidence."""
+    ratio, low, high = latency.vs_prepared
+    if latency.verdict != FASTER:
+        return (
+            f"the int8 model runs {ratio:.2f}x the fp32 latency (95% CI {low:.2f}-{high:.2f}, "
+            f"{latency.rounds} rounds in {latency.seconds:.1f} s): {latency.verdict} on this "
+            "machine"
+        )
+    slower = ", ".join(
+        f"{b.label} {b.ratio[0]:.2f}x (95% CI {b.ratio[1]:.2f}-{b.ratio[2]:.2f})"
+        for b in latency.slower_buckets()
+    )
+    return f"the int8 model is {ratio:.2f}x overall but slower on {slower}" if slower else ""
 
 
 def _missing(score: Score) -> float:

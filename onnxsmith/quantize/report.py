@@ -114,6 +114,8 @@ class QuantizeReport:
             "fidelity": self.result.score.as_dict(),
             "met": self.result.met,
             "latency_ratio_vs_fp32": round(self.latency.vs_input[0], 4),
+            "latency_ci95": [round(x, 4) for x in self.latency.vs_input[1:]],
+            "latency_verdict": self.latency.verdict,
             "size_ratio": round(self.size_ratio, 4),
         }
 
@@ -135,9 +137,7 @@ class QuantizeReport:
             "",
             f"- output: `{self.output}`",
             *self.fidelity_lines(),
-            f"- latency: {lat.int8_ms:.2f} ms vs {lat.fp32_ms:.2f} ms fp32 → "
-            f"{lat.vs_input[0]:.2f}x (95% CI {lat.vs_input[1]:.2f}-{lat.vs_input[2]:.2f}), "
-            f"{lat.rounds} interleaved rounds",
+            f"- latency: {lat.int8_ms:.2f} ms vs {lat.fp32_ms:.2f} ms fp32 → {lat.describe()}",
             f"- size: {self.weight_bytes[0] / 1e6:.2f} MB → {self.weight_bytes[1] / 1e6:.2f} MB "
             f"({self.size_ratio:.2f}x)",
             f"- calibration: {r.method or 'not needed (no static nodes)'}; SmoothQuant: "
@@ -154,6 +154,15 @@ class QuantizeReport:
         ]
         for group, counts in self.groups().items():
             lines.append(f"| {group} | " + " | ".join(str(counts.get(m, 0)) for m in MODES) + " |")
+        if lat.buckets:
+            lines += ["", "## Latency per shape bucket (int8 / cleaned-up fp32)", ""]
+            lines += ["| inputs | share of eval | fp32 ms | int8 ms | ratio (95% CI) | verdict |"]
+            lines.append("|---|---:|---:|---:|---|---|")
+            lines += [
+                f"| {b.label} | {b.share:.0%} | {b.fp32_ms:.2f} | {b.int8_ms:.2f} | "
+                f"{b.ratio[0]:.2f}x ({b.ratio[1]:.2f}-{b.ratio[2]:.2f}) | {b.verdict} |"
+                for b in lat.buckets
+            ]
         if r.timings:
             lines += ["", "## Latency probe (each group alone vs fp32)", ""]
             lines += ["| op group | nodes | ratios | kept |", "|---|---:|---|---|"]

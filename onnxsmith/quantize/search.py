@@ -1,7 +1,8 @@
 """Choosing what runs in int8, and how, measured on this machine and this data.
 
 1. Latency probe: each op group (Conv, MatMul, Gemm, ...) is quantized alone in each of its modes
-   (static QDQ, dynamic) and timed against fp32, interleaved. A mode is kept for a group only if
+   (static QDQ, dynamic) and timed against fp32, interleaved, over the eval set's shape buckets
+   (see `quantize.latency`). A mode is kept for a group only if
    it is faster; the modes left, fastest first, form each node's ladder (then fp32). Embedding
    Gathers are not timed: their int8 table (weight-only) saves size, not compute.
 2. Calibration for the nodes whose ladder has a static rung; `auto` tries every method's ranges.
@@ -14,7 +15,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -42,6 +42,7 @@ from onnxsmith.passes.quantize import (
 )
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
+from onnxsmith.quantize.latency import CONFIDENCE_BUDGET
 from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import (
     METHODS,
@@ -53,7 +54,7 @@ from onnxsmith.runtime.calibrate import (
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
+from onnxsmith.runtime.timing import shape_buckets, time_buckets
 
 # A mode is kept for a group only if it beats fp32 by 3 % (median of interleaved rounds) and
 # the 95 % interval of that ratio lies below 1: noise must not buy int8 a place.
@@ -61,7 +62,7 @@ FASTER = 0.97
 ALPHAS = (0.5, 0.65, 0.8, 0.9)
 SMOOTHING_GAIN = 0.8  # with the target met, "auto" keeps SmoothQuant only if loss drops by 1/5
 _SENSITIVITY_FEEDS = 4
-_MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
+_MIN_ROUNDS = 15  # latency probe: enough rounds for a CI
 
 FeedSource = Callable[[], Iterator[Feed]]
 
@@ -261,16 +262,19 @@ class Search:
         self.reporter.phase(
             f"latency probe: timing fp32 against {len(configs)} int8 configurations, interleaved"
         )
-        feeds = self.evalset.feeds[:4]
-        started = time.perf_counter()
-        time_interleaved(sessions, feeds, warmup=1, runs=2)
-        per_round = (time.perf_counter() - started) / 4  # one warmup round + two timed, roughly
-        runs = int(min(max(self.settings.probe_seconds / per_round, _MIN_ROUNDS), _MAX_ROUNDS))
-        times = time_interleaved(sessions, feeds, warmup=0, runs=runs)
+        timing = time_buckets(
+            sessions,
+            shape_buckets(self.evalset.feeds),
+            decide=[(i + 1, 0) for i in range(len(configs))],
+            seconds=self.settings.probe_seconds,
+            max_seconds=self.settings.probe_seconds * CONFIDENCE_BUDGET,
+            warmup=1,
+            min_rounds=_MIN_ROUNDS,
+        )
+        index = {config: i + 1 for i, config in enumerate(configs)}
         ratios: dict[str, dict[str, tuple[float, float, float]]] = {g: {} for g in groups}
-        samples = dict(zip(configs, times[1:], strict=True))
-        for (group, mode), measured in samples.items():
-            ratios[group][mode] = ratio_ci95(measured, times[0])
+        for (group, mode), i in index.items():
+            ratios[group][mode] = timing.ratio(i, 0)
         for group, members in groups.items():
             kept = sorted(
                 (m for m, r in ratios[group].items() if r[0] < FASTER and r[2] < 1.0),
@@ -278,7 +282,7 @@ class Search:
             )
             if kept[:1] == [STATIC] and DYNAMIC in kept:
                 # Static is less accurate: lead with it only if it is clearly faster.
-                _, _, high = ratio_ci95(samples[group, STATIC], samples[group, DYNAMIC])
+                _, _, high = timing.ratio(index[group, STATIC], index[group, DYNAMIC])
                 if high >= 1.0:
                     kept = [DYNAMIC, STATIC]
             timings.append(GroupTiming(group, len(members), ratios[group], tuple(kept)))
