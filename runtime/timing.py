@@ -7,7 +7,6 @@ of them; running A, B, A, B... on the same feed spreads it evenly, so the ratio 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -100,7 +99,9 @@ class LatencyStats:
 
 
 FASTER, SLOWER, NO_GAIN = "faster", "slower", "no measurable gain"
-_CHECK_EVERY_S = 0.25  # a bootstrap interval costs a few ms: not after every round
+# A bootstrap interval costs time growing with the rounds: check again only once they have
+# grown by a quarter, so the checks cost a few times the last one.
+_CHECK_GROWTH = 1.25
 
 
 def verdict(ci: tuple[float, float, float]) -> str:
@@ -237,20 +238,22 @@ def time_buckets(
             for session in sessions:
                 session.run(None, bucket.feeds[0])
     samples: list[list[list[float]]] = [[[] for _ in buckets] for _ in sessions]
-    started, checked = time.perf_counter(), -math.inf
+    started, next_check = time.perf_counter(), 0
     round_ = 0
     while True:
         elapsed = time.perf_counter() - started
         ready = elapsed >= seconds and round_ >= min_rounds
-        if ready and (elapsed >= max_seconds or elapsed - checked >= _CHECK_EVERY_S):
+        if ready and (elapsed >= max_seconds or round_ >= next_check):
             timing = _freeze(buckets, samples, elapsed)
+            if elapsed >= max_seconds:
+                return timing
             intervals = [timing.ratio(c, b) for c, b in decide]
             if not keep_timing(
                 elapsed, round_, intervals, seconds=seconds, max_seconds=max_seconds,
                 min_rounds=min_rounds,
             ):  # fmt: skip
                 return timing
-            checked = elapsed
+            next_check = int(round_ * _CHECK_GROWTH) + 1
         for b, bucket in enumerate(buckets):
             feed = bucket.feeds[round_ % len(bucket.feeds)]
             shift = (round_ + b) % len(sessions)
