@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 from onnxsmith.runtime.data import Feed
@@ -54,10 +55,15 @@ class EvalSet:
 
     def score(self, candidate: ir.Model | ort.InferenceSession, label: str = "int8 model") -> Score:
         """Runs the candidate on every eval feed and judges it against the reference."""
+        return self.plan.score(self.reference, self.outputs(candidate, label))
+
+    def outputs(
+        self, candidate: ir.Model | ort.InferenceSession, label: str = "int8 model"
+    ) -> list[list[np.ndarray]]:
+        """The candidate's outputs on every eval feed."""
         session = (
             candidate
             if isinstance(candidate, ort.InferenceSession)
             else create_session(candidate, threads=self.threads)
         )
-        outputs = [run(session, f, f"{self.step}: the {label}") for f in self.feeds]
-        return self.plan.score(self.reference, outputs)
+        return [run(session, f, f"{self.step}: the {label}") for f in self.feeds]

@@ -213,7 +213,9 @@ class BucketTiming:
         """Overall median ratio candidate/baseline with its 95 % interval."""
         return ratio_ci95(self.overall(candidate), self.overall(baseline))
 
-    def bucket_ratio(self, candidate: int, baseline: int, bucket: int) -> tuple[float, float, float]:
+    def bucket_ratio(
+        self, candidate: int, baseline: int, bucket: int
+    ) -> tuple[float, float, float]:
         return ratio_ci95(self.samples[candidate][bucket], self.samples[baseline][bucket])
 
 

@@ -179,7 +179,9 @@ def test_plan_judges_each_output_and_records_the_tolerance():
     assert plan_metrics(names, reference, tolerance=1.0).score(reference, outputs).met
     cosine = plan_metrics(names, reference, "cosine").score(reference, outputs)
     assert cosine.outputs["logits"].value == pytest.approx(0.8)
-    with pytest.raises(UsageError, match="--metric ctc does not fit output 'emb': ctc: scores of shape \(4,\)"):
+    with pytest.raises(
+        UsageError, match="--metric ctc does not fit output 'emb': ctc: scores of shape \(4,\)"
+    ):
         plan_metrics(names, [[np.zeros((1, 2)), np.ones(4)]], "ctc")
     with pytest.raises(UsageError, match="unknown --metric 'f1' — choose from 'auto', 'top1'"):
         plan_metrics(names, reference, "f1")
@@ -206,7 +208,11 @@ def test_plugin_gets_outputs_by_name_and_its_loss_is_one_minus_fidelity(tmp_path
 @pytest.mark.parametrize(
     ("fn", "error", "message"),
     [
-        ("missing.py:fn", UsageError, r"quantize: --metric missing.py:fn: missing.py does not exist"),
+        (
+            "missing.py:fn",
+            UsageError,
+            r"quantize: --metric missing.py:fn: missing.py does not exist",
+        ),
         ("{script}:nope", UsageError, "has no function 'nope' — it defines 'words', 'big'"),
         ("{script}:words", DataError, "returned str, not a number — return a fidelity in"),
         ("{script}:big", DataError, r"returned 1.7 — return a fidelity in \[0, 1\]"),

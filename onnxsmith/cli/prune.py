@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from onnxsmith.cli.options import add_model_output_options
+from onnxsmith.cli.options import add_metric_option, add_model_output_options
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.prune import PruneOptions, PruneReport, prune_file
 from onnxsmith.prune.result import DEFAULT_OPS
@@ -79,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="budget of the interleaved latency measurement (default 2)",
     )
     parser.add_argument("--report", metavar="DIR", help="write report.json, report.md, a plot")
+    add_metric_option(parser)
     add_model_output_options(parser)
 
 
@@ -95,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         measure=args.measure,
         threads=args.threads,
         seconds=args.timing_seconds,
+        metric=args.metric,
     )
     report = prune_file(
         args.model,
@@ -147,9 +149,10 @@ def _print(report: PruneReport) -> None:
     )
     console.print(
         f"latency {ratio:.2f}x (95 % CI {low:.2f}–{high:.2f}, interleaved); agreement: cosine "
-        f"{agreement.cosine:.4f}, rel. error {agreement.rel_error:.3g}"
-        + (f", top-1 {agreement.top1:.1%}" if agreement.top1 is not None else "")
-        + f"; {report.compensated} layers refit"
+        f"{agreement.cosine:.4f}, rel. error {agreement.rel_error:.3g}; {report.compensated} "
+        "layers refit"
     )
+    for line in [*report.metric_lines, *agreement.fidelity.lines("the original")]:
+        console.print(line)
     for note in report.notes:
         console.print(f"note: {note}")

@@ -142,7 +142,7 @@ def _print(report: QuantizeReport) -> None:
     console.print(table)
     r, lat = report.result, report.latency
     for line in report.fidelity_lines():
-        console.print(line.removeprefix("- "))
+        console.print(line)
     console.print(
         f"latency {lat.describe()} ({lat.int8_ms:.2f} vs {lat.fp32_ms:.2f} ms), weights "
         f"{megabytes(report.weight_bytes[0])} → {megabytes(report.weight_bytes[1])}"

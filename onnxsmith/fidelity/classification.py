@@ -25,7 +25,9 @@ def top1(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> Meas
             )
         classes = ref.shape[-1]
         agree += int(
-            np.count_nonzero(ref.reshape(-1, classes).argmax(1) == out.reshape(-1, classes).argmax(1))
+            np.count_nonzero(
+                ref.reshape(-1, classes).argmax(1) == out.reshape(-1, classes).argmax(1)
+            )
         )
         total += ref.size // classes
     value = agree / total if total else 1.0

@@ -47,9 +47,7 @@ def embedding(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) ->
     out = np.concatenate([pooled_rows(c) for _, c in found])
     cos = float(np.mean(row_cosines(ref, out)))
     agree = (
-        float(np.mean(nearest_neighbours(ref) == nearest_neighbours(out)))
-        if len(ref) >= 3
-        else 1.0
+        float(np.mean(nearest_neighbours(ref) == nearest_neighbours(out))) if len(ref) >= 3 else 1.0
     )
     loss = max(1.0 - cos, (1.0 - agree) * NEIGHBOUR_WEIGHT)
     return cos, loss, {"neighbour_agreement": agree, "rows": float(len(ref))}

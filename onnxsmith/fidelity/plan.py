@@ -48,7 +48,9 @@ class MetricPlan:
         judged = {}
         for i, name in enumerate(self.names):
             metric = METRICS[self.choices[name].metric]
-            judged[name] = metric([r[i] for r in reference], [o[i] for o in outputs], self.tolerance)
+            judged[name] = metric(
+                [r[i] for r in reference], [o[i] for o in outputs], self.tolerance
+            )
         return Score(judged)
 
     def describe(self) -> list[str]:

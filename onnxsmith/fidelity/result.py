@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import types
-from collections.abc import Mapping
 
 _TINY = 1e-9  # a zero tolerance: any loss above this is over it
 
@@ -25,10 +23,7 @@ class Fidelity:
     value: float
     loss: float
     tolerance: float
-    details: Mapping[str, float] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "details", types.MappingProxyType(dict(self.details)))
+    details: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def met(self) -> bool:
@@ -67,10 +62,7 @@ class Score:
     share of its tolerance, so candidates judged by different metrics still order.
     """
 
-    outputs: Mapping[str, Fidelity]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "outputs", types.MappingProxyType(dict(self.outputs)))
+    outputs: dict[str, Fidelity]
 
     @property
     def met(self) -> bool:
@@ -98,6 +90,13 @@ class Score:
         worst = self.worst
         where = f" on {worst!r}" if len(self.outputs) > 1 else ""
         return self.outputs[worst].describe() + where
+
+    def lines(self, against: str) -> list[str]:
+        """One line per output, `fidelity of 'y' vs fp32: top1 0.9900, ...`, then the verdict."""
+        found = [
+            f"fidelity of {name!r} vs {against}: {f.describe()}" for name, f in self.outputs.items()
+        ]
+        return [*found, f"fidelity: {'within' if self.met else 'NOT within'} tolerance"]
 
     def as_dict(self) -> dict[str, object]:
         return {name: f.as_dict() for name, f in self.outputs.items()}

@@ -121,13 +121,11 @@ class QuantizeReport:
 
     def fidelity_lines(self) -> list[str]:
         """The metric of each output and why, then each output's fidelity against fp32."""
-        r = self.result
-        lines = [f"- fidelity metric for {line}" for line in self.metric_plan.describe()]
-        lines += [
-            f"- fidelity of {name!r} vs fp32: {f.describe()}" for name, f in r.score.outputs.items()
-        ]
-        verdict = "within tolerance" if r.met else "NOT within tolerance"
-        return [*lines, f"- fidelity: {verdict}"]
+        lines = [f"fidelity metric for {line}" for line in self.metric_plan.describe()]
+        lines += self.result.score.lines("fp32")
+        if self.result.score.met and not self.result.met:  # met only by leaving all in fp32
+            lines[-1] = "fidelity: NOT within tolerance with any node in int8"
+        return lines
 
     def markdown(self) -> str:
         r = self.result
@@ -136,7 +134,7 @@ class QuantizeReport:
             f"# onnxsmith quantize: {Path(self.source).name}",
             "",
             f"- output: `{self.output}`",
-            *self.fidelity_lines(),
+            *(f"- {line}" for line in self.fidelity_lines()),
             f"- latency: {lat.int8_ms:.2f} ms vs {lat.fp32_ms:.2f} ms fp32 → {lat.describe()}",
             f"- size: {self.weight_bytes[0] / 1e6:.2f} MB → {self.weight_bytes[1] / 1e6:.2f} MB "
             f"({self.size_ratio:.2f}x)",

@@ -196,9 +196,7 @@ class Search:
         score = self.evalset.score(model)
         static, dynamic = len(plan.nodes(STATIC)), len(plan.nodes(DYNAMIC))
         self.trials.append(Trial(label, score.loss, static, dynamic))
-        self.reporter.phase(
-            f"{label}: {score.describe()} ({static} static, {dynamic} dynamic)"
-        )
+        self.reporter.phase(f"{label}: {score.describe()} ({static} static, {dynamic} dynamic)")
         if plan.modes and (self.best is None or score.loss < self.best[0].loss):
             self.best = (score, plan, model, base)
         return score, model
