@@ -180,7 +180,7 @@ def test_plan_judges_each_output_and_records_the_tolerance():
     cosine = plan_metrics(names, reference, "cosine").score(reference, outputs)
     assert cosine.outputs["logits"].value == pytest.approx(0.8)
     with pytest.raises(
-        UsageError, match="--metric ctc does not fit output 'emb': ctc: scores of shape \(4,\)"
+        UsageError, match=r"--metric ctc does not fit output 'emb': ctc: scores of shape \(4,\)"
     ):
         plan_metrics(names, [[np.zeros((1, 2)), np.ones(4)]], "ctc")
     with pytest.raises(UsageError, match="unknown --metric 'f1' — choose from 'auto', 'top1'"):

@@ -6,13 +6,13 @@ import argparse
 
 from rich.table import Table
 
+from onnxsmith.cli.options import add_metric_option
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.quantize import quantize
 from onnxsmith.quantize.report import QuantizeReport
 from onnxsmith.runtime.calibrate import METHODS
-from onnxsmith.cli.options import add_metric_option
 
 HELP = "int8 quantization: static QDQ, dynamic or fp32 per op, measured for accuracy and speed"
 EXAMPLE = "onnxsmith quantize model.onnx -o model.int8.onnx --calib calib/ --report report/"

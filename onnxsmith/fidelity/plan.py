@@ -54,12 +54,15 @@ class MetricPlan:
         return Score(judged)
 
     def describe(self) -> list[str]:
-        """One line per output: `'logits': top1 — [1, 10]: class scores → ... (auto)`."""
+        """One line per output: `fidelity metric for 'logits': top1 — [1, 10]: ...`."""
         if self.plugin is not None:
-            return [f"{ALL_OUTPUTS}: {self.plugin.name} (your metric; loss = 1 - its value)"]
+            return [
+                f"fidelity metric for {ALL_OUTPUTS}: {self.plugin.name} (your metric; loss = 1 - "
+                "its value)"
+            ]
         how = "chosen from the outputs" if self.requested == AUTO else "--metric"
         lines = [
-            f"{name!r}: {choice.metric} — {choice.reason} ({how})"
+            f"fidelity metric for {name!r}: {choice.metric} — {choice.reason} ({how})"
             for name, choice in self.choices.items()
         ]
         if any(c.metric == "detection_f1" for c in self.choices.values()):

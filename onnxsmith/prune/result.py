@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 from onnxsmith.errors import UsageError, name_list
-from onnxsmith.fidelity import AUTO, Score, is_plugin, metric_names
+from onnxsmith.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 from onnxsmith.passes.prune import CRITERIA, PRUNABLE_OPS, SCOPES, GroupDecision
 from onnxsmith.prune.speed import GroupSpeed
 
@@ -73,7 +73,9 @@ class PruneOptions:
                 f"prune: --criterion {self.criterion} ranks by activations — pass --calib DIR "
                 "or use l1/l2"
             )
-        if self.metric not in metric_names() and not is_plugin(self.metric):
+        if is_plugin(self.metric):
+            load_plugin(self.metric, "prune")  # a missing file or function fails before any work
+        elif self.metric not in metric_names():
             raise UsageError(
                 f"prune: unknown --metric {self.metric!r} — choose from "
                 f"{name_list(metric_names())} or give your own as path/to/file.py:function"

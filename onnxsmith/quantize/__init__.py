@@ -22,7 +22,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxsmith.errors import NotFasterError, PassError, UsageError, name_list
-from onnxsmith.fidelity import AUTO, Score, is_plugin, metric_names
+from onnxsmith.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 from onnxsmith.io import load_model, save_model, weight_bytes
 from onnxsmith.passes.cleanup.shapes import DropIntermediateShapesPass
 from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
@@ -123,7 +123,7 @@ def quantize(
     reporter.phase(f"data: {calib_count} calibration feeds, {len(eval_feeds)} eval ({eval_origin})")
     evalset = EvalSet(original, eval_feeds, metric, tolerance=max_loss, threads=threads)
     for line in evalset.plan.describe():
-        reporter.phase(f"fidelity metric for {line}")
+        reporter.phase(line)
 
     settings = SearchSettings(
         method=method,
@@ -256,7 +256,9 @@ def _check_options(
     report_dir: str | Path | None,
     timing_seconds: float,
 ) -> float | str:
-    if metric not in metric_names() and not is_plugin(metric):
+    if is_plugin(metric):
+        load_plugin(metric, "quantize")  # a missing file or function fails before any work
+    elif metric not in metric_names():
         raise UsageError(
             f"quantize: unknown --metric {metric!r} — choose from {name_list(metric_names())} "
             "or give your own as path/to/file.py:function"

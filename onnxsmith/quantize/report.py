@@ -121,7 +121,7 @@ class QuantizeReport:
 
     def fidelity_lines(self) -> list[str]:
         """The metric of each output and why, then each output's fidelity against fp32."""
-        lines = [f"fidelity metric for {line}" for line in self.metric_plan.describe()]
+        lines = self.metric_plan.describe()
         lines += self.result.score.lines("fp32")
         if self.result.score.met and not self.result.met:  # met only by leaving all in fp32
             lines[-1] = "fidelity: NOT within tolerance with any node in int8"
