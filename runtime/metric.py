@@ -2,7 +2,7 @@
 candidates judged against them in the task's terms, with no labels.
 
 Which metric judges which output, its tolerance and the plug-in type live in
-`onnxsmith.fidelity` (pure numpy); this module only runs the models.
+`onnxsmith.runtime.fidelity` (pure numpy); this module only runs the models.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
 from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.fidelity import AUTO, MetricPlan, Score, plan_metrics
 from onnxsmith.runtime.session import create_session, run
 
 from onnxsmith.errors import UsageError
-from onnxsmith.fidelity import AUTO, MetricPlan, Score, plan_metrics
 
 
 class EvalSet:

@@ -171,8 +171,8 @@ def shape_buckets(
         groups = [[f for f in feeds if shapes(f) == s] for s in distinct]
     else:
         ordered = sorted(feeds, key=size)
-        groups = [list(part) for part in np.array_split(np.arange(len(ordered)), max_buckets)]
-        groups = [[ordered[i] for i in part] for part in groups]
+        parts = np.array_split(np.arange(len(ordered)), max_buckets)
+        groups = [[ordered[i] for i in part] for part in parts]
     buckets = []
     for group in groups:
         middle = size(group[len(group) // 2])
@@ -207,7 +207,8 @@ class BucketTiming:
 
     def overall(self, session: int) -> np.ndarray:
         """Per round, the buckets' times weighted by their share of the eval feeds."""
-        return sum(b.share * t for b, t in zip(self.buckets, self.samples[session], strict=True))
+        weights = np.array([b.share for b in self.buckets])
+        return weights @ np.stack(self.samples[session])
 
     def ratio(self, candidate: int, baseline: int) -> tuple[float, float, float]:
         """Overall median ratio candidate/baseline with its 95 % interval."""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnxsmith.runtime.fidelity import METRICS, choose_metric, load_plugin, plan_metrics
+from onnxsmith.runtime.fidelity.detection import decode, nms, yolo_layout
+from onnxsmith.runtime.fidelity.sequence import edit_distance, find_blank, greedy_decode
 
 from onnxsmith.errors import DataError, UsageError
-from onnxsmith.fidelity import METRICS, choose_metric, load_plugin, plan_metrics
-from onnxsmith.fidelity.detection import decode, nms, yolo_layout
-from onnxsmith.fidelity.sequence import edit_distance, find_blank, greedy_decode
 
 
 def one_hot(ids: list[int], classes: int) -> np.ndarray:

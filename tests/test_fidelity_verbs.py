@@ -91,7 +91,7 @@ def test_a_plugin_metric_judges_quantize(cli, tmp_path, digits_case):
 def test_a_missing_plugin_is_a_one_line_usage_error(cli, tmp_path, digits_case, verb):
     model, calib, _ = digits_case
     extra = ["--sparsity", "0.3"] if verb == "prune" else []
-    code, stdout, err = cli(
+    code, _, err = cli(
         verb, model, "-o", tmp_path / "o.onnx", "--calib", calib, *extra,
         "--metric", tmp_path / "nope.py:fn",
     )  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from onnxsmith.fidelity import AUTO, metric_names
+from onnxsmith.runtime.fidelity import AUTO, metric_names
 
 
 def add_model_output_options(parser: argparse.ArgumentParser) -> None:

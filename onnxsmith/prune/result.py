@@ -6,9 +6,9 @@ import dataclasses
 from typing import Any
 
 from onnxsmith.errors import UsageError, name_list
-from onnxsmith.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 from onnxsmith.passes.prune import CRITERIA, PRUNABLE_OPS, SCOPES, GroupDecision
 from onnxsmith.prune.speed import GroupSpeed
+from onnxsmith.runtime.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 
 DEFAULT_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -33,7 +33,7 @@ class PruneOptions:
         seconds: time budget of the final interleaved latency measurement (each sweep point
             gets a quarter of it, each group region a fifth).
         metric: how outputs are judged against the original's: `auto`, a built-in name or
-            `file.py:fn` (see `onnxsmith.fidelity`).
+            `file.py:fn` (see `onnxsmith.runtime.fidelity`).
     """
 
     sparsity: float
@@ -95,7 +95,7 @@ class Agreement:
 
     rel_error: float  # ‖pruned − original‖ / ‖original‖ over all outputs and feeds
     cosine: float  # cosine similarity of the flattened outputs
-    fidelity: Score  # in the task's terms, per output (see onnxsmith.fidelity)
+    fidelity: Score  # in the task's terms, per output (see onnxsmith.runtime.fidelity)
 
 
 @dataclasses.dataclass(frozen=True)

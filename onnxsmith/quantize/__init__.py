@@ -22,7 +22,6 @@ import onnx
 import onnx_ir as ir
 
 from onnxsmith.errors import NotFasterError, PassError, UsageError, name_list
-from onnxsmith.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 from onnxsmith.io import load_model, save_model, weight_bytes
 from onnxsmith.passes.cleanup.shapes import DropIntermediateShapesPass
 from onnxsmith.passes.quantize import FORMATS, find_candidates, prepare_passes
@@ -36,6 +35,7 @@ from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import int8_saturates
 from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 from onnxsmith.runtime.kernels import runtime_kernels
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
@@ -78,7 +78,7 @@ def quantize(
         eval_data: data dir for the metric; default: every 5th calibration feed, held out.
         metric: how outputs are compared with fp32's: `auto` (chosen per output from its
             structure: top1, ctc, mask_iou, detection_f1, embedding, cosine; see
-            `onnxsmith.fidelity`), one of those names, or `file.py:fn`.
+            `onnxsmith.runtime.fidelity`), one of those names, or `file.py:fn`.
         max_loss: allowed loss on every output, in its metric's terms (default: the metric's
             own tolerance, e.g. 1 % of top-1 decisions, CER 0.005, 1 - F1 0.03).
         method: calibration: minmax, percentile, entropy, mse, or auto (try all, keep best).

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from onnxsmith.errors import ModelSaveError
-from onnxsmith.fidelity import MetricPlan
 from onnxsmith.passes.quantize import Candidate
 from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.pipeline import PipelineReport
 from onnxsmith.quantize.latency import Latency
 from onnxsmith.quantize.search import SearchResult, plan_summary
+from onnxsmith.runtime.fidelity import MetricPlan
 from onnxsmith.runtime.kernels import KernelReport
 
 _PROVENANCE_NODES = 20  # fp32 nodes listed by name in the model's metadata

@@ -23,7 +23,6 @@ import onnx_ir as ir
 from onnx_ir.passes import common
 
 from onnxsmith.errors import NotFasterError, OnnxsmithError, PassError
-from onnxsmith.fidelity import Score
 from onnxsmith.passes.quantize import (
     DYNAMIC,
     FP32,
@@ -52,6 +51,7 @@ from onnxsmith.runtime.calibrate import (
     compute_ranges,
 )
 from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.fidelity import Score
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timing import shape_buckets, time_buckets

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import onnx_ir as ir
 
-from onnxsmith.fidelity.signal import sqnr_db
 from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.fidelity.signal import sqnr_db
 from onnxsmith.runtime.probe import ProbeSession, main_graph_values
 
 

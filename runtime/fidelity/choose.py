@@ -21,8 +21,7 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
-
-from onnxsmith.fidelity.detection import yolo_layout
+from onnxsmith.runtime.fidelity.detection import yolo_layout
 
 _EMBEDDING_NAME = re.compile(r"emb|pool|hidden|feature|sentence|vector")
 _MAX_MAP_CHANNELS = 64

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from onnxsmith.fidelity.signal import Measured, pairs
+from onnxsmith.runtime.fidelity.signal import Measured, pairs
 
 
 def mask_threshold(reference: Sequence[np.ndarray]) -> float:

@@ -7,15 +7,15 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from onnxsmith.runtime.fidelity.classification import top1
+from onnxsmith.runtime.fidelity.dense import mask_iou
+from onnxsmith.runtime.fidelity.detection import detection_f1
+from onnxsmith.runtime.fidelity.embedding import embedding
+from onnxsmith.runtime.fidelity.result import Fidelity
+from onnxsmith.runtime.fidelity.sequence import ctc
+from onnxsmith.runtime.fidelity.signal import Measured, cosine, exact, nmse, snr
 
 from onnxsmith.errors import DataError
-from onnxsmith.fidelity.classification import top1
-from onnxsmith.fidelity.dense import mask_iou
-from onnxsmith.fidelity.detection import detection_f1
-from onnxsmith.fidelity.embedding import embedding
-from onnxsmith.fidelity.result import Fidelity
-from onnxsmith.fidelity.sequence import ctc
-from onnxsmith.fidelity.signal import Measured, cosine, exact, nmse, snr
 
 Measure = Callable[[Sequence[np.ndarray], Sequence[np.ndarray]], Measured]
 

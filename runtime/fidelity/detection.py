@@ -25,9 +25,9 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+from onnxsmith.runtime.fidelity.signal import Measured, pairs
 
 from onnxsmith.errors import DataError
-from onnxsmith.fidelity.signal import Measured, pairs
 
 RULE = (
     "YOLO detection rule: score = best class score (x objectness if any) >= 0.25; per-class "

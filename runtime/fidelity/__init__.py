@@ -11,11 +11,17 @@ Pure numpy (no ONNX Runtime); the verbs run the models and hand the outputs here
 - `load_plugin("file.py:fn", step)` loads the user's `fn(reference_outputs, outputs) -> [0, 1]`.
 """
 
-from onnxsmith.fidelity.choose import Choice, choose_metric
-from onnxsmith.fidelity.plan import ALL_OUTPUTS, AUTO, MetricPlan, metric_names, plan_metrics
-from onnxsmith.fidelity.plugin import PluginMetric, is_plugin, load_plugin
-from onnxsmith.fidelity.registry import METRICS, TaskMetric
-from onnxsmith.fidelity.result import Fidelity, Score
+from onnxsmith.runtime.fidelity.choose import Choice, choose_metric
+from onnxsmith.runtime.fidelity.plan import (
+    ALL_OUTPUTS,
+    AUTO,
+    MetricPlan,
+    metric_names,
+    plan_metrics,
+)
+from onnxsmith.runtime.fidelity.plugin import PluginMetric, is_plugin, load_plugin
+from onnxsmith.runtime.fidelity.registry import METRICS, TaskMetric
+from onnxsmith.runtime.fidelity.result import Fidelity, Score
 
 __all__ = [
     "ALL_OUTPUTS",

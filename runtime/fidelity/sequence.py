@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from onnxsmith.runtime.fidelity.signal import Measured, pairs
 
 from onnxsmith.errors import DataError
-from onnxsmith.fidelity.signal import Measured, pairs
 
 
 def find_blank(reference: Sequence[np.ndarray]) -> int:

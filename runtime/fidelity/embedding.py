@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from onnxsmith.fidelity.signal import Measured, pairs, row_cosines
+from onnxsmith.runtime.fidelity.signal import Measured, pairs, row_cosines
 
 # loss = max(1 - cosine, (1 - agreement) / 10): the default tolerance 0.005 then asks for
 # cosine >= 0.995 and nearest-neighbour agreement >= 0.95 at once.

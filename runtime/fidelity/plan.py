@@ -7,13 +7,13 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from onnxsmith.runtime.fidelity.choose import Choice, choose_metric
+from onnxsmith.runtime.fidelity.detection import RULE as DETECTION_RULE
+from onnxsmith.runtime.fidelity.plugin import PluginMetric, is_plugin, load_plugin
+from onnxsmith.runtime.fidelity.registry import METRICS
+from onnxsmith.runtime.fidelity.result import Fidelity, Score
 
 from onnxsmith.errors import DataError, UsageError, name_list
-from onnxsmith.fidelity.choose import Choice, choose_metric
-from onnxsmith.fidelity.detection import RULE as DETECTION_RULE
-from onnxsmith.fidelity.plugin import PluginMetric, is_plugin, load_plugin
-from onnxsmith.fidelity.registry import METRICS
-from onnxsmith.fidelity.result import Fidelity, Score
 
 AUTO = "auto"
 ALL_OUTPUTS = "all outputs"  # the key of a plug-in's one Fidelity in a Score

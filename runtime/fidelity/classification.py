@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from onnxsmith.runtime.fidelity.signal import Measured, pairs
 
 from onnxsmith.errors import DataError
-from onnxsmith.fidelity.signal import Measured, pairs
 
 
 def top1(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> Measured:
