@@ -21,9 +21,8 @@ from rich.table import Table
 from onnxsmith.cli.render import console
 from onnxsmith.errors import UsageError
 from onnxsmith.io import load_model
-from onnxsmith.metrics import resolve_metric
 from onnxsmith.report.tables import TextTable, all_tables
-from onnxsmith.runtime.accuracy import AccuracySpec
+from onnxsmith.runtime.accuracy import AccuracySpec, resolve_metric
 from onnxsmith.runtime.benchmark import BenchmarkResult, BenchOptions, benchmark
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.labels import read_labels
@@ -58,8 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--metric",
-        help="comma-separated: cosine, mse, max-abs, top1 or path/to/file.py:fn (default: "
-        "cosine,max-abs against --reference, top1 against --labels)",
+        help="comma-separated: auto (the task metric chosen from the output: top1, ctc, "
+        "mask_iou, detection_f1, embedding, cosine), cosine, mse, max-abs, top1, or your own "
+        "path/to/file.py:fn(reference_outputs, outputs) -> fidelity in [0, 1] (default: "
+        "auto,cosine,max-abs against --reference, top1 against --labels)",
     )
     parser.add_argument("--output", help="the output to score (default: each model's first)")
     parser.add_argument(
