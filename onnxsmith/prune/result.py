@@ -134,4 +134,6 @@ class PruneReport:
     notes: list[str]
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        found = dataclasses.asdict(self)
+        found["agreement"]["fidelity"] = self.agreement.fidelity.as_dict()
+        return found
