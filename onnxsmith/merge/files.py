@@ -140,7 +140,7 @@ def merge_files(
             seconds=seconds,
             metric=metric,
         )
-    options = {
+    options: dict[str, Any] = {
         "mode": mode,
         "weights": weights,
         "output": output_name,
