@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
+from benchmodels import matmul_model
+from benchmodels import write_feeds as write_bench_feeds
 
 from onnxsmith.digits import load_digits_split, write_feeds
 from onnxsmith.io import load_model, save_model
@@ -98,3 +100,21 @@ def test_a_missing_plugin_is_a_one_line_usage_error(cli, tmp_path, digits_case, 
     assert code == 2 and not (tmp_path / "o.onnx").exists()
     errors = [line for line in err.splitlines() if line.startswith("onnxsmith:")]
     assert len(errors) == 1 and "nope.py does not exist — check the path" in errors[0], err
+
+
+def test_bench_scores_the_plugin_and_the_task_metric_against_the_reference(cli, tmp_path):
+    reference = matmul_model(tmp_path / "ref.onnx", width=8)
+    eval_dir = write_bench_feeds(tmp_path / "eval", count=4, width=8)
+    script = tmp_path / "names.py"
+    script.write_text(
+        "def by_name(reference, outputs):\n"
+        "    return float(all(set(r) == set(o) == {'y'} for r, o in zip(reference, outputs)))\n"
+    )
+    out = tmp_path / "r.json"
+    code, _, err = cli(
+        "bench", reference, "--eval", eval_dir, "--reference", reference,
+        "--metric", f"{script}:by_name,auto", "--runs", 3, "--no-memory", "--json", out,
+    )  # fmt: skip
+    assert code == 0, err
+    (model,) = json.loads(out.read_text())["models"]
+    assert model["metric"]["reference"] == {"names.py:by_name": 1.0, "top1": 1.0}
