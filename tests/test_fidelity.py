@@ -163,9 +163,13 @@ def test_the_metric_is_chosen_from_the_outputs_structure(name, array, metric):
 
 
 def test_a_ctc_head_of_rank_two_needs_a_varying_length():
-    steps = [one_hot([0, 1, 2], 5)[0], one_hot([0, 1, 2, 3], 5)[0]]  # [T, C], T = 3 then 4
+    # [T, C] with T = 5 then 6, the blank (0) winning most steps
+    steps = [one_hot([0, 1, 0, 0, 2], 5)[0], one_hot([0, 0, 3, 0, 4, 0], 5)[0]]
     assert choose_metric("probs", steps).metric == "ctc"
     assert choose_metric("probs", steps[:1]).metric == "top1"
+    # a softmax classifier whose last batch is smaller: its argmax is spread over the classes
+    batches = [np.eye(5, dtype=np.float32)[[0, 1, 2, 3]], np.eye(5, dtype=np.float32)[[4, 0]]]
+    assert choose_metric("probs", batches).metric == "top1"
 
 
 def test_plan_judges_each_output_and_records_the_tolerance():

@@ -1,6 +1,7 @@
 """Task-true fidelity with no labels: a transformed model judged against the original's outputs.
 
-Pure numpy (no ONNX Runtime); the verbs run the models and hand the outputs here.
+Pure numpy: no ONNX Runtime runs here (`runtime.metric.EvalSet` and the verbs run the models and
+hand the outputs over); it sits in `runtime/` so that every verb and `bench` can import it.
 
 - `plan_metrics(names, reference_outputs, metric="auto")` chooses a metric per output from the
   reference's outputs (`choose.py` has the rules) and returns a `MetricPlan`;

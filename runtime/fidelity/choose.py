@@ -5,7 +5,8 @@ The rules, first match wins (the reason printed with the choice says which fired
 1. not float (ids, masks as integers, booleans) → `exact`;
 2. a YOLO head (see `detection.yolo_layout`) → `detection_f1`;
 3. [N, T, C] scores whose rows are distributions over C (softmax: >= 0, sum 1; log-softmax:
-   logsumexp 0), or [T, C] such rows whose T varies across feeds → `ctc`;
+   logsumexp 0), or [T, C] such rows whose T varies across feeds and where one class (the
+   blank) wins at least half of all steps → `ctc`;
 4. [N, C, H, W] with C <= 64 and H, W >= 16, or [N, H, W] probabilities with H, W >= 16 →
    `mask_iou`;
 5. [N, D] or [N, T, D] whose name says embedding (emb, pool, hidden, feature, sentence,
@@ -53,7 +54,8 @@ def choose_metric(name: str, reference: Sequence[np.ndarray]) -> Choice:
         )
     hinted = bool(_EMBEDDING_NAME.search(name.lower()))
     varies = len({a.shape[0] for a in arrays if a.ndim}) > 1
-    if not hinted and (first.ndim == 3 or (first.ndim == 2 and varies)) and _distributions(arrays):
+    steps = first.ndim == 3 or (first.ndim == 2 and varies and _blank_dominates(arrays))
+    if not hinted and steps and _distributions(arrays):
         return Choice(
             "ctc",
             f"{shape}: rows are distributions over {first.shape[-1]} classes → greedy CTC "
@@ -86,6 +88,13 @@ def _distributions(arrays: Sequence[np.ndarray]) -> bool:
         if not (softmax or np.allclose(logsumexp, 0.0, atol=_ATOL)):
             return False
     return True
+
+
+def _blank_dominates(arrays: Sequence[np.ndarray]) -> bool:
+    """One class wins at least half of all rows, as a CTC blank does (a classifier's batches
+    of varying size spread their argmax over the classes)."""
+    counts = np.bincount(np.concatenate([a.argmax(-1).ravel() for a in arrays]))
+    return bool(counts.max() * 2 >= counts.sum())
 
 
 def _is_map(first: np.ndarray) -> bool:
