@@ -2,9 +2,9 @@
 
 1. Latency probe: each op group (Conv, MatMul, Gemm, ...) is quantized alone in each of its modes
    (static QDQ, dynamic) and timed against fp32, interleaved, over the eval set's shape buckets
-   (see `quantize.latency`). A mode is kept for a group only if
-   it is faster; the modes left, fastest first, form each node's ladder (then fp32). Embedding
-   Gathers are not timed: their int8 table (weight-only) saves size, not compute.
+   (see `quantize.latency`). A mode is kept for a group only if it is faster; the modes left,
+   fastest first, form each node's ladder (then fp32). Embedding Gathers are not timed: their
+   int8 table (weight-only) saves size, not compute.
 2. Calibration for the nodes whose ladder has a static rung; `auto` tries every method's ranges.
 3. SmoothQuant (alpha searched unless given), kept when the target needs it or it cuts the
    loss by a fifth: accuracy that costs no latency is taken even when the target is met.
