@@ -81,9 +81,11 @@ def write_lines(folder: Path, count: int, seed: int) -> list[str]:
     return texts
 
 
-def quantize_with(command: str, model: Path, out: Path, data: Path, report: Path) -> str:
+def quantize_with(
+    command: str, model: Path, out: Path, data: Path, report: Path, extra: str
+) -> str:
     """Runs `command quantize ...`; returns its wall time, or why it wrote nothing."""
-    args = [*shlex.split(command), "quantize", str(model), "-o", str(out)]
+    args = [*shlex.split(command), "quantize", str(model), "-o", str(out), *shlex.split(extra)]
     args += ["--calib", str(data / "calib"), "--eval", str(data / "eval"), "--report", str(report)]
     started = time.perf_counter()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}  # nothing written into the other tree
@@ -103,6 +105,12 @@ def main() -> int:
         help="the onnxsmith command line to compare with",
     )
     parser.add_argument("--seconds", type=float, default=30.0, help="interleaved timing budget")
+    parser.add_argument(
+        "--quantize-args",
+        default="",
+        help="appended to both quantize commands (e.g. "
+        "--no-latency-aware, to compare the fidelity guards alone)",
+    )
     args = parser.parse_args()
     import rapidocr_onnxruntime
 
@@ -119,7 +127,9 @@ def main() -> int:
     for i, (label, command) in enumerate(runs.items()):
         paths[label] = OUT / f"int8_{i}.onnx"
         paths[label].unlink(missing_ok=True)
-        outcome[label] = quantize_with(command, model, paths[label], OUT, OUT / f"report_{i}")
+        outcome[label] = quantize_with(
+            command, model, paths[label], OUT, OUT / f"report_{i}", args.quantize_args
+        )
         print(f"{label}: {outcome[label]}", flush=True)
     feeds = [dict(np.load(f)) for f in sorted((OUT / "eval").glob("*.npz"))]
     sessions = {"fp32": create_session(model)}

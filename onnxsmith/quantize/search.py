@@ -62,7 +62,9 @@ FASTER = 0.97
 ALPHAS = (0.5, 0.65, 0.8, 0.9)
 SMOOTHING_GAIN = 0.8  # with the target met, "auto" keeps SmoothQuant only if loss drops by 1/5
 _SENSITIVITY_FEEDS = 4
-_MIN_ROUNDS = 15  # latency probe: enough rounds for a CI
+# Latency probe: fewest rounds before its intervals are read. A round runs every configuration
+# on every shape bucket, so on a large variable-width model one round can take seconds.
+_MIN_ROUNDS = 6
 
 FeedSource = Callable[[], Iterator[Feed]]
 
