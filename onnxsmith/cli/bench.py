@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from onnxsmith.cli.options import add_metric_option
 from onnxsmith.cli.render import console
 from onnxsmith.errors import UsageError
 from onnxsmith.io import load_model
@@ -55,12 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference", help="model whose outputs are the targets (usually the fp32 original)"
     )
-    parser.add_argument(
-        "--metric",
-        help="comma-separated: auto (the task metric chosen from the output: top1, ctc, "
-        "mask_iou, detection_f1, embedding, cosine), cosine, mse, max-abs, top1, or your own "
-        "path/to/file.py:fn(reference_outputs, outputs) -> fidelity in [0, 1] (default: "
-        "auto,cosine,max-abs against --reference, top1 against --labels)",
+    add_metric_option(
+        parser,
+        several="cosine, mse, max-abs, top1 (default: auto,cosine,max-abs against --reference, "
+        "top1 against --labels)",
     )
     parser.add_argument("--output", help="the output to score (default: each model's first)")
     parser.add_argument(

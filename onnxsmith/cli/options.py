@@ -18,13 +18,26 @@ def add_model_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON")
 
 
-def add_metric_option(parser: argparse.ArgumentParser) -> None:
-    """`--metric` for every verb that judges a transformed model against the original."""
+def add_metric_option(parser: argparse.ArgumentParser, *, several: str | None = None) -> None:
+    """`--metric` for every verb that judges a transformed model against the original.
+
+    Args:
+        several: for `bench`, which takes a comma-separated list: the extra names it accepts
+            and its default, as help text (the option then defaults to None).
+    """
+    plugin = "your own path/to/file.py:fn(reference_outputs, outputs) -> fidelity in [0, 1]"
+    if several is None:
+        parser.add_argument(
+            "--metric",
+            default=AUTO,
+            metavar="NAME",
+            help=f"fidelity vs the original's outputs: {', '.join(metric_names())}, or {plugin} "
+            "(default auto: chosen per output from its structure and printed)",
+        )
+        return
     parser.add_argument(
         "--metric",
-        default=AUTO,
-        metavar="NAME",
-        help=f"fidelity vs the original's outputs: {', '.join(metric_names())}, or your own "
-        "path/to/file.py:fn(reference_outputs, outputs) -> fidelity in [0, 1] (default auto: "
-        "chosen per output from its structure and printed)",
+        metavar="NAME,...",
+        help=f"comma-separated: auto (the task metric chosen from the output), {several}, or "
+        f"{plugin}",
     )
