@@ -11,17 +11,15 @@ reference model's outputs, or ground-truth labels — and returns one number. Bu
   argmax when it has the output's shape (reference logits, one-hot labels), else the target is
   taken as integer class ids, one per row.
 
-A task-specific metric is any Python function `fn(outputs, targets) -> float` in a file, named
-`path/to/file.py:fn`; set `fn.higher_is_better = False` for an error-like score.
+Task metrics chosen from the outputs (CTC strings, masks, boxes, embeddings) and the plug-in
+type `path/to/file.py:fn` live in `onnxsmith.runtime.fidelity`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -144,43 +142,16 @@ BUILTIN: dict[str, Metric] = {
 }
 
 
-def resolve_metric(spec: str) -> Metric:
-    """A built-in metric by name (`max-abs` and `max_abs` both work) or `path.py:fn`.
+def resolve_builtin(spec: str) -> Metric:
+    """A built-in metric by name (`max-abs` and `max_abs` both work).
 
     Raises:
-        UsageError: unknown name, missing file or function, or a file that fails to import.
+        UsageError: an unknown name.
     """
     name = spec.strip().replace("-", "_")
     if name in BUILTIN:
         return BUILTIN[name]
-    if ":" not in spec or not spec.rsplit(":", 1)[0].endswith(".py"):
-        raise UsageError(
-            f"unknown metric {spec!r} — choose from {name_list(BUILTIN)} or give a Python "
-            "function as path/to/file.py:function"
-        )
-    return _load_callable(spec)
-
-
-def _load_callable(spec: str) -> Metric:
-    file_name, fn_name = spec.rsplit(":", 1)
-    path = Path(file_name)
-    if not path.is_file():
-        raise UsageError(f"metric {spec!r}: {path} does not exist — check the path")
-    module_spec = importlib.util.spec_from_file_location(f"onnxsmith_metric_{path.stem}", path)
-    if module_spec is None or module_spec.loader is None:
-        raise UsageError(f"metric {spec!r}: cannot import {path} as Python")
-    module = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:  # the user's file may raise anything at import
-        raise UsageError(
-            f"metric {spec!r}: importing {path} failed ({type(e).__name__}: {e})"
-        ) from e
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        functions = [k for k, v in vars(module).items() if callable(v) and not k.startswith("_")]
-        raise UsageError(
-            f"metric {spec!r}: {path} has no function {fn_name!r} — it defines "
-            f"{name_list(functions) or 'no functions'}"
-        )
-    return Metric(f"{path.name}:{fn_name}", fn, bool(getattr(fn, "higher_is_better", True)))
+    raise UsageError(
+        f"unknown metric {spec!r} — choose from {name_list(['auto', *BUILTIN])} or give a "
+        "Python function as path/to/file.py:function"
+    )

@@ -33,7 +33,8 @@ from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.kernels import KernelReport
 from onnxsmith.runtime.machine import MachineInfo
 from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.timer import LocalTimer, TimedModel, Timer, TimingJob
+from onnxsmith.runtime.timer import BucketJob, LocalTimer, TimedModel, Timer, TimingJob
+from onnxsmith.runtime.timing import BucketTiming
 
 from onnxsmith.errors import ClusterError, UsageError, name_list
 from onnxsmith.io import load_model, save_model
@@ -96,21 +97,34 @@ def _node_facts() -> tuple[CpuFacts, MachineInfo, str]:
 
 
 def _time_on_node(jobs: Sequence[tuple[Sequence[Any], TimingJob]]) -> list[list[np.ndarray]]:
-    ray = importlib.import_module("ray")
-    timer = LocalTimer()
     with tempfile.TemporaryDirectory(prefix="onnxsmith-node-") as folder:
-        paths: dict[int, Path] = {}
-        local_jobs = []
-        for refs, job in jobs:
-            models = []
-            for ref in refs:  # the same model in several jobs is the same ref object
-                if id(ref) not in paths:
-                    sub = Path(folder) / str(len(paths))
-                    sub.mkdir()
-                    paths[id(ref)] = unpack(ray.get(ref), sub)
-                models.append(paths[id(ref)])
-            local_jobs.append(dataclasses.replace(job, models=tuple(models)))
-        return timer.time(local_jobs)
+        unpacked = _Unpacker(Path(folder))
+        local = [dataclasses.replace(job, models=unpacked(refs)) for refs, job in jobs]
+        return LocalTimer().time(local)
+
+
+def _time_buckets_on_node(refs: Sequence[Any], job: BucketJob) -> BucketTiming:
+    with tempfile.TemporaryDirectory(prefix="onnxsmith-node-") as folder:
+        local = dataclasses.replace(job, models=_Unpacker(Path(folder))(refs))
+        return LocalTimer().time_buckets(local)
+
+
+class _Unpacker:
+    """Writes shipped models into `folder` once each (the same model in several jobs is the
+    same ref object) and returns their paths."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.paths: dict[int, Path] = {}
+
+    def __call__(self, refs: Sequence[Any]) -> tuple[Path, ...]:
+        ray = importlib.import_module("ray")
+        for ref in refs:
+            if id(ref) not in self.paths:
+                sub = self.folder / str(len(self.paths))
+                sub.mkdir()
+                self.paths[id(ref)] = unpack(ray.get(ref), sub)
+        return tuple(self.paths[id(ref)] for ref in refs)
 
 
 def _kernels_on_node(files: ModelFiles, threads: int | None) -> tuple[dict, dict, int]:
@@ -177,6 +191,12 @@ class NodeTimer:
         packer = _Packer()
         shipped = [([packer(m) for m in job.models], _without_models(job)) for job in jobs]
         return call(self.node, _time_on_node, shipped, timing=True, step=self.step)
+
+    def time_buckets(self, job: BucketJob) -> BucketTiming:
+        packer = _Packer()
+        refs = [packer(m) for m in job.models]
+        shipped = dataclasses.replace(job, models=())
+        return call(self.node, _time_buckets_on_node, refs, shipped, timing=True, step=self.step)
 
     def load(self, model: ir.Model, threads: int | None) -> None:
         create_session(model, threads=threads)  # checked here: a round trip per model costs more

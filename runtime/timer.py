@@ -23,7 +23,7 @@ from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.kernels import KernelReport, runtime_kernels
 from onnxsmith.runtime.machine import MachineInfo, machine_info
 from onnxsmith.runtime.session import Session, create_session
-from onnxsmith.runtime.timing import time_interleaved
+from onnxsmith.runtime.timing import BucketTiming, ShapeBucket, time_buckets, time_interleaved
 
 TimedModel = ir.Model | str | os.PathLike[str]
 
@@ -50,6 +50,22 @@ class TimingJob:
     threads: int | None = None
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class BucketJob:
+    """Models timed interleaved over shape buckets until each (candidate, baseline) pair of
+    `decide` has a 95 % interval that excludes 1, or `max_seconds` (see `timing.time_buckets`).
+    """
+
+    models: tuple[TimedModel, ...]
+    buckets: tuple[ShapeBucket, ...]
+    decide: tuple[tuple[int, int], ...]
+    seconds: float
+    max_seconds: float
+    threads: int | None = None
+    warmup: int = 2
+    min_rounds: int = 10
+
+
 class Timer(Protocol):
     """Measures on one machine; `where` says which, for reports and messages."""
 
@@ -65,6 +81,10 @@ class Timer(Protocol):
 
     def time(self, jobs: Sequence[TimingJob]) -> list[list[np.ndarray]]:
         """Milliseconds per run of every model of every job (jobs run one after another)."""
+        ...
+
+    def time_buckets(self, job: BucketJob) -> BucketTiming:
+        """Milliseconds per round of every model on every bucket of `job`."""
         ...
 
     def load(self, model: ir.Model, threads: int | None) -> None:
@@ -124,6 +144,18 @@ class LocalTimer:
             seconds=rounds.seconds,
             min_runs=rounds.min_runs,
             max_runs=rounds.max_runs,
+        )
+
+    def time_buckets(self, job: BucketJob) -> BucketTiming:
+        sessions = [self._session(model, job.threads) for model in job.models]
+        return time_buckets(
+            sessions,
+            job.buckets,
+            decide=job.decide,
+            seconds=job.seconds,
+            max_seconds=job.max_seconds,
+            warmup=job.warmup,
+            min_rounds=job.min_rounds,
         )
 
     def _session(self, model: TimedModel, threads: int | None) -> Session:

@@ -64,12 +64,13 @@ def _calibration(folder: Path) -> Path:
 
 
 def _without_timing(path: Path) -> bytes:
-    """The model's bytes with quantize's measured latency ratio blanked."""
+    """The model's bytes with quantize's measured latency (ratio, interval, verdict) blanked."""
     proto = onnx.load(str(path))
     for prop in proto.metadata_props:
         if prop.key == "onnxsmith.quantize":
             record = json.loads(prop.value)
-            record["latency_ratio_vs_fp32"] = None
+            for key in [k for k in record if k.startswith("latency")]:  # ratio, CI, verdict
+                record[key] = None
             prop.value = json.dumps(record, sort_keys=True)
     return proto.SerializeToString()
 

@@ -136,6 +136,10 @@ def test_cli_weighted_fit_and_logistic_stack(cli, trio, data, tmp_path):
     evaluation = report["eval"]
     assert evaluation["accuracy"] == pytest.approx(report["fit"]["accuracy"])
     assert evaluation["accuracy"] > max(evaluation["member_accuracy"])
+    fidelity = evaluation["fidelity"]  # the merged model against its members run apart
+    assert fidelity and all(f["met"] and f["value"] >= 1 - 1e-6 for f in fidelity.values())
+    steps = json.loads(load_model(tmp_path / "s.onnx").metadata_props["onnxsmith.steps"])
+    assert steps[-1]["options"]["fidelity"] == fidelity
 
 
 def test_cli_cascade_sweep_brackets_the_members(cli, trio, data, tmp_path):

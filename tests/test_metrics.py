@@ -8,13 +8,13 @@ import math
 import numpy as np
 import pytest
 from benchmodels import matmul_model, write_feeds
-from onnxsmith.runtime.accuracy import AccuracySpec, evaluate
+from onnxsmith.runtime.accuracy import AccuracySpec, evaluate, resolve_metric
 from onnxsmith.runtime.data import DataDir
 from onnxsmith.runtime.labels import read_labels
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.errors import DataError, UsageError
-from onnxsmith.metrics import BUILTIN, cosine, max_abs, mse, resolve_metric, top1
+from onnxsmith.metrics import BUILTIN, cosine, max_abs, mse, top1
 
 
 def test_cosine_per_row_by_hand():
@@ -52,33 +52,25 @@ def test_metric_mismatches_are_data_errors():
         BUILTIN["cosine"]([np.zeros(2)], [np.zeros(2), np.zeros(2)])
 
 
-def test_resolve_names_and_callables(tmp_path):
-    assert resolve_metric("max-abs") is BUILTIN["max_abs"]
+def test_resolve_names_and_plugins(tmp_path):
+    assert resolve_metric("max-abs") is BUILTIN["max_abs"] and resolve_metric("auto") == "auto"
     assert not BUILTIN["mse"].higher_is_better and BUILTIN["top1"].higher_is_better
     script = tmp_path / "score.py"
     script.write_text(
-        "import numpy as np\n"
-        "def mean_error(outputs, targets):\n"
-        "    return float(np.mean([abs(o - t).mean() for o, t in zip(outputs, targets)]))\n"
-        "mean_error.higher_is_better = False\n"
-        "def text(outputs, targets):\n"
-        "    return 'good'\n"
+        "def same_argmax(reference, outputs):\n"
+        "    same = [r['y'].argmax() == o['y'].argmax() for r, o in zip(reference, outputs)]\n"
+        "    return sum(same) / len(same)\n"
     )
-    metric = resolve_metric(f"{script}:mean_error")
-    assert metric.name == "score.py:mean_error" and not metric.higher_is_better
-    assert metric([np.array([1.0, 3.0])], [np.array([0.0, 0.0])]) == 2.0
-    with pytest.raises(DataError, match="returned str, not a number"):
-        resolve_metric(f"{script}:text")([np.zeros(1)], [np.zeros(1)])
-    with pytest.raises(
-        UsageError, match="has no function 'nope' — it defines 'mean_error', 'text'"
-    ):
+    metric = resolve_metric(f"{script}:same_argmax")
+    assert metric.name == "score.py:same_argmax"
+    with pytest.raises(UsageError, match="has no function 'nope' — it defines 'same_argmax'"):
         resolve_metric(f"{script}:nope")
 
 
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("f1", "unknown metric 'f1' — choose from 'cosine', 'mse', 'max_abs', 'top1'"),
+        ("f1", "unknown metric 'f1' — choose from 'auto', 'cosine', 'mse', 'max_abs', 'top1'"),
         ("missing.py:fn", "missing.py does not exist"),
     ],
 )
@@ -104,7 +96,8 @@ def test_cli_accuracy_against_reference_and_labels(cli, tmp_path):
     assert code == 0, err
     first, second = (m["metric"] for m in json.loads(out.read_text())["models"])
     assert first["labels"] == {"top1": 0.5} and first["samples"] == 4 and first["output"] == "y"
-    assert first["reference"] == {"cosine": 1.0, "max_abs": 0.0}
+    # the task metric chosen for y [1, 8] is top-1 agreement with the reference
+    assert first["reference"] == {"top1": 1.0, "cosine": 1.0, "max_abs": 0.0}
     assert second["reference"]["cosine"] < 0.99 and second["reference"]["max_abs"] > 0
     assert first["higher_is_better"] == {"cosine": True, "max_abs": False, "top1": True}
     assert "top1" in stdout and "random feeds" not in stdout  # timed on --eval

@@ -208,9 +208,9 @@ def test_isolated_ranking_puts_the_outlier_layer_first():
     model = prepared(mlp(outlier=40.0))
     feeds = sequence_feeds(6, seed=1)
     candidates = find_candidates(model)
-    settings = SearchSettings(max_loss=0.001, latency_aware=False, smoothquant="off")
-    search = Search(model, candidates, lambda: iter(feeds), EvalSet(model, feeds[:3]), settings,
-                    Reporter(False))  # fmt: skip
+    settings = SearchSettings(latency_aware=False, smoothquant="off")
+    evalset = EvalSet(model, feeds[:3], "cosine", tolerance=0.001)
+    search = Search(model, candidates, lambda: iter(feeds), evalset, settings, Reporter(False))
     nodes = [c.node for c in candidates]
     table = search.tables(model, nodes)["minmax"]
     plan = QuantPlan(dict.fromkeys(nodes, "static"))
@@ -224,10 +224,10 @@ def test_search_keeps_bias_correction_where_it_lowers_the_loss():
     lower (measured 7.2e-6 against 1.1e-5), so the search keeps the correction on all three."""
     model = prepared(tiny_cnn())
     candidates = find_candidates(model)
-    settings = SearchSettings(max_loss=1.0, latency_aware=False, smoothquant="off",
+    settings = SearchSettings(latency_aware=False, smoothquant="off",
                               method="minmax", reduce_range=True, bias_correction=True)  # fmt: skip
-    search = Search(model, candidates, lambda: iter(CALIB), EvalSet(model, EVAL), settings,
-                    Reporter(False))  # fmt: skip
+    evalset = EvalSet(model, EVAL, "cosine", tolerance=1.0)
+    search = Search(model, candidates, lambda: iter(CALIB), evalset, settings, Reporter(False))
     result = search.run()
     labels = [t.label for t in search.trials]
     assert "bias correction" in labels
@@ -242,9 +242,9 @@ def test_range_search_lowers_the_isolated_error_of_the_searched_inputs():
     isolated error at the output is the lowest of the candidates, never above minmax's."""
     model = prepared(tiny_cnn())
     candidates = find_candidates(model)
-    settings = SearchSettings(max_loss=0.0, latency_aware=False, smoothquant="off")
-    search = Search(model, candidates, lambda: iter(CALIB), EvalSet(model, EVAL), settings,
-                    Reporter(False))  # fmt: skip
+    settings = SearchSettings(latency_aware=False, smoothquant="off")
+    evalset = EvalSet(model, EVAL, "cosine", tolerance=0.0)
+    search = Search(model, candidates, lambda: iter(CALIB), evalset, settings, Reporter(False))
     nodes = [c.node for c in candidates]
     minmax = search.tables(model, nodes)["minmax"]
     plan = QuantPlan(dict.fromkeys(nodes, "static"))

@@ -18,13 +18,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from onnxsmith.cli.options import add_target_options
+from onnxsmith.cli.options import add_metric_option, add_target_options
 from onnxsmith.cli.render import console
 from onnxsmith.errors import UsageError
 from onnxsmith.io import load_model
-from onnxsmith.metrics import resolve_metric
 from onnxsmith.report.tables import TextTable, all_tables, targets_tables
-from onnxsmith.runtime.accuracy import AccuracySpec, evaluate
+from onnxsmith.runtime.accuracy import AccuracySpec, evaluate, resolve_metric
 from onnxsmith.runtime.benchmark import BenchmarkResult, BenchOptions, benchmark, with_accuracy
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.labels import read_labels
@@ -58,10 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reference", help="model whose outputs are the targets (usually the fp32 original)"
     )
-    parser.add_argument(
-        "--metric",
-        help="comma-separated: cosine, mse, max-abs, top1 or path/to/file.py:fn (default: "
-        "cosine,max-abs against --reference, top1 against --labels)",
+    add_metric_option(
+        parser,
+        several="cosine, mse, max-abs, top1 (default: auto,cosine,max-abs against --reference, "
+        "top1 against --labels)",
     )
     parser.add_argument("--output", help="the output to score (default: each model's first)")
     parser.add_argument(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from onnxsmith.cli.options import add_model_output_options
+from onnxsmith.cli.options import add_metric_option, add_model_output_options
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.merge import MODES
@@ -69,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-check", dest="check", action="store_false", help="skip the check vs separate runs"
     )
+    add_metric_option(parser)
     add_model_output_options(parser)
 
 
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         opset=args.opset,
         check=args.check,
         evaluate=args.eval,
+        metric=args.metric,
         eval_labels=args.eval_labels,
         thresholds=thresholds or (),
         seconds=args.seconds,
@@ -154,6 +156,9 @@ def _print_eval(ev: MergeEval, record: dict) -> None:
         f"latency: merged {ev.merged_ms:.3f} ms vs {len(record['members'])} separate sessions "
         f"{ev.separate_ms:.3f} ms (median) → ×{ratio:.2f} [{low:.2f}, {high:.2f}]"
     )
+    if ev.fidelity is not None:
+        for line in [*ev.metric_lines, *ev.fidelity.lines("the members run separately")]:
+            console.print(line)
     if not ev.cascade:
         return
     sweep = Table(title="cascade: threshold sweep (mean ms per feed)", title_justify="left")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from onnxsmith.errors import UsageError
+from onnxsmith.runtime.fidelity import AUTO, metric_names
 from onnxsmith.runtime.timer import LocalTimer, Timer
 
 
@@ -46,3 +47,28 @@ def target_timer(args: argparse.Namespace, step: str) -> Timer:
     from onnxsmith.runtime.remote import timer_for
 
     return timer_for(args.target, args.cluster, step)
+
+
+def add_metric_option(parser: argparse.ArgumentParser, *, several: str | None = None) -> None:
+    """`--metric` for every verb that judges a transformed model against the original.
+
+    Args:
+        several: for `bench`, which takes a comma-separated list: the extra names it accepts
+            and its default, as help text (the option then defaults to None).
+    """
+    plugin = "your own path/to/file.py:fn(reference_outputs, outputs) -> fidelity in [0, 1]"
+    if several is None:
+        parser.add_argument(
+            "--metric",
+            default=AUTO,
+            metavar="NAME",
+            help=f"fidelity vs the original's outputs: {', '.join(metric_names())}, or {plugin} "
+            "(default auto: chosen per output from its structure and printed)",
+        )
+        return
+    parser.add_argument(
+        "--metric",
+        metavar="NAME,...",
+        help=f"comma-separated: auto (the task metric chosen from the output), {several}, or "
+        f"{plugin}",
+    )

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-from onnxsmith.cli.options import add_model_output_options, add_target_options, target_timer
+from onnxsmith.cli.options import (
+    add_metric_option,
+    add_model_output_options,
+    add_target_options,
+    target_timer,
+)
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.prune import PruneOptions, PruneReport, prune_file
 from onnxsmith.prune.result import DEFAULT_OPS
@@ -79,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="budget of the interleaved latency measurement (default 2)",
     )
     parser.add_argument("--report", metavar="DIR", help="write report.json, report.md, a plot")
+    add_metric_option(parser)
     add_model_output_options(parser)
     add_target_options(parser)
 
@@ -96,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         measure=args.measure,
         threads=args.threads,
         seconds=args.timing_seconds,
+        metric=args.metric,
     )
     timer = target_timer(args, "prune")  # a missing label or Ray fails before any work
     report = prune_file(
@@ -150,9 +157,10 @@ def _print(report: PruneReport) -> None:
     )
     console.print(
         f"latency {ratio:.2f}x (95 % CI {low:.2f}–{high:.2f}, interleaved); agreement: cosine "
-        f"{agreement.cosine:.4f}, rel. error {agreement.rel_error:.3g}"
-        + (f", top-1 {agreement.top1:.1%}" if agreement.top1 is not None else "")
-        + f"; {report.compensated} layers refit"
+        f"{agreement.cosine:.4f}, rel. error {agreement.rel_error:.3g}; {report.compensated} "
+        "layers refit"
     )
+    for line in [*report.metric_lines, *agreement.fidelity.lines("the original")]:
+        console.print(line)
     for note in report.notes:
         console.print(f"note: {note}")

@@ -6,14 +6,13 @@ import argparse
 
 from rich.table import Table
 
-from onnxsmith.cli.options import add_target_options, target_timer
+from onnxsmith.cli.options import add_metric_option, add_target_options, target_timer
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.quantize import quantize
 from onnxsmith.quantize.report import QuantizeReport
 from onnxsmith.runtime.calibrate import METHODS
-from onnxsmith.runtime.metric import METRICS
 
 HELP = "int8 quantization: static QDQ, dynamic or fp32 per op, measured for accuracy and speed"
 EXAMPLE = "onnxsmith quantize model.onnx -o model.int8.onnx --calib calib/ --report report/"
@@ -29,15 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval", metavar="DIR", help="eval data dir (default: every 5th --calib feed held out)"
     )
-    parser.add_argument(
-        "--metric", default="cosine", choices=METRICS, help="compared with fp32 (default cosine)"
-    )
+    add_metric_option(parser)
     parser.add_argument(
         "--max-loss",
         type=float,
         metavar="F",
-        help="allowed loss on every output: 1-cosine, 1-top1 agreement, NMSE, 10^(-SNR/10) "
-        "(default 0.01)",
+        help="allowed loss on every output in its metric's terms: 1 - top-1 agreement, CER, "
+        "1 - IoU, 1 - F1, 1 - cosine, ... (default: the metric's own tolerance; see "
+        "docs/metrics.md)",
     )
     parser.add_argument(
         "--method",
@@ -91,7 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=6.0,
         metavar="S",
-        help="time spent on each latency comparison (default 6)",
+        help="time spent on each latency comparison (default 6; up to 3x that while the 95 %% "
+        "interval of the ratio still straddles 1)",
     )
     add_target_options(parser)
 
@@ -145,15 +144,18 @@ def _print(report: QuantizeReport) -> None:
         table.add_row(group, *(str(counts.get(m, 0)) for m in MODES))
     console.print(table)
     r, lat = report.result, report.latency
+    for line in report.fidelity_lines():
+        console.print(line)
     console.print(
-        f"{r.score.describe()}, loss {r.score.loss:.4g} "
-        f"(max {report.options['max_loss']:g}: {'met' if r.met else 'NOT met'})"
+        f"latency {lat.describe()} ({lat.int8_ms:.2f} vs {lat.fp32_ms:.2f} ms), weights "
+        f"{megabytes(report.weight_bytes[0])} → {megabytes(report.weight_bytes[1])}"
     )
-    console.print(
-        f"latency {lat.vs_input[0]:.2f}x fp32 (95% CI {lat.vs_input[1]:.2f}-{lat.vs_input[2]:.2f}; "
-        f"{lat.int8_ms:.2f} vs {lat.fp32_ms:.2f} ms), weights {megabytes(report.weight_bytes[0])} "
-        f"→ {megabytes(report.weight_bytes[1])}"
-    )
+    if len(lat.buckets) > 1:
+        for b in lat.buckets:
+            console.print(
+                f"  {b.label} ({b.share:.0%} of eval): {b.ratio[0]:.2f}x "
+                f"(95% CI {b.ratio[1]:.2f}-{b.ratio[2]:.2f}), {b.verdict}"
+            )
     smoothing = f"SmoothQuant alpha {r.smoothing.alpha:g}" if r.smoothing else "no SmoothQuant"
     console.print(f"calibration {r.method or 'not needed'}, {smoothing}")
     console.print(f"ORT runs: {report.kernels.describe()}; tuned for {report.tuned_for}")

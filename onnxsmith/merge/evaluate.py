@@ -17,6 +17,7 @@ from onnxsmith.merge.combine import VOTE_SUFFIX
 from onnxsmith.merge.ensemble import merge_record
 from onnxsmith.merge.sessions import ModelLike, SeparateMembers
 from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.fidelity import AUTO, Score, plan_metrics
 from onnxsmith.runtime.labels import check_label, read_labels
 from onnxsmith.runtime.session import Session, create_session
 from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
@@ -24,6 +25,7 @@ from onnxsmith.signature import input_specs
 
 STEP = "merge --eval"
 _TIMING_FEEDS = 64
+FIDELITY_FEEDS = 256  # feeds whose outputs (merged and separate) are kept for the fidelity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,8 +43,9 @@ class MergeEval:
     """Accuracy (None without labels) and latency of a merged model on a data dir.
 
     `separate_ms` is the same work as N sessions in a row plus numpy glue; `ratio` and its
-    95 % interval are merged/separate median latency, measured interleaved. For cascades,
-    `member_ms` holds each member alone and `cascade` one point per threshold.
+    95 % interval are merged/separate median latency, measured interleaved. `fidelity` judges
+    the merged model's outputs against that separate run's on the first `FIDELITY_FEEDS` feeds.
+    For cascades, `member_ms` holds each member alone and `cascade` one point per threshold.
     """
 
     samples: int
@@ -53,9 +56,13 @@ class MergeEval:
     ratio: tuple[float, float, float]
     member_ms: tuple[float, ...] = ()
     cascade: tuple[ThresholdPoint, ...] = ()
+    fidelity: Score | None = None  # merged vs the members run separately, in the task's terms
+    metric_lines: tuple[str, ...] = ()  # which metric judged each output, and why
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        found = dataclasses.asdict(self)
+        found["fidelity"] = None if self.fidelity is None else self.fidelity.as_dict()
+        return found
 
 
 class _MemberAlone:
@@ -77,6 +84,7 @@ def evaluate_merge(
     thresholds: Sequence[float] = (),
     seconds: float = 5.0,
     threads: int | None = 1,
+    metric: str = AUTO,
 ) -> MergeEval:
     """Scores and times `merged` against its members on `data`.
 
@@ -89,6 +97,7 @@ def evaluate_merge(
         seconds: wall time for each interleaved timing run.
         threads: intra-op threads per session. One by default: ORT's worker threads spin after
             each run, so many sessions timed round-robin would slow each other down.
+        metric: the fidelity metric: `auto`, a built-in name or `file.py:fn`.
     """
     record = merge_record(merged)
     separate = SeparateMembers(members, merged, threads=threads)
@@ -99,8 +108,14 @@ def evaluate_merge(
     session = create_session(merged, threads=threads)
     hits = np.zeros(len(members) + 1)
     total = 0
+    reference: list[list[np.ndarray]] = []
+    candidate: list[list[np.ndarray]] = []
     for i, (where, feed) in enumerate(feeds.items()):
-        outputs = dict(zip(record["outputs"], session.run(None, feed), strict=True))
+        values = session.run(None, feed)
+        if i < FIDELITY_FEEDS:
+            candidate.append(values)
+            reference.append(separate.run(None, feed))
+        outputs = dict(zip(record["outputs"], values, strict=True))
         prediction = outputs.get(score + VOTE_SUFFIX, np.argmax(outputs[score], axis=axis))
         if truth is None:
             continue
@@ -118,7 +133,10 @@ def evaluate_merge(
     merged_ms, separate_ms = time_interleaved(
         [session, cast(Session, separate)], timing_feeds, seconds=seconds
     )
+    plan = plan_metrics(record["outputs"], reference, metric, step=STEP)
     result = MergeEval(
+        fidelity=plan.score(reference, candidate),
+        metric_lines=tuple(plan.describe()),
         samples=len(feeds),
         member_accuracy=tuple(accuracy[:-1]),
         accuracy=accuracy[-1],

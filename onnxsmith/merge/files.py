@@ -19,6 +19,7 @@ from onnxsmith.merge.fit import StackFit
 from onnxsmith.merge.sessions import MERGED_LABEL, check_merge
 from onnxsmith.merge.stacking import fit_stack
 from onnxsmith.provenance import record_step
+from onnxsmith.runtime.fidelity import AUTO
 from onnxsmith.runtime.parity import random_feeds
 from onnxsmith.signature import input_specs
 
@@ -83,6 +84,7 @@ def merge_files(
     eval_labels: str | Path | None = None,
     thresholds: Sequence[float] = (),
     seconds: float = 5.0,
+    metric: str = AUTO,
     external_data: bool | None = None,
 ) -> MergeReport:
     """Merges the model files `paths` into `output` (see `merge_models` for the modes).
@@ -91,9 +93,12 @@ def merge_files(
     or `stack` (`stacker`: nnls or logistic). Unless `check` is False, the merged model is run
     against the members as separate sessions on two random feeds and nothing is written when
     they differ. `evaluate` scores and times the result on a data dir (with `eval_labels`),
-    `seconds` per interleaved timing run; cascades also sweep `thresholds`.
+    `seconds` per interleaved timing run; cascades also sweep `thresholds`; `metric` judges
+    the merged outputs against the members run separately (recorded in the metadata).
     """
     _check_options(mode, weights, fit, labels, teacher, evaluate, eval_labels, thresholds)
+    if metric != AUTO and evaluate is None:
+        raise UsageError("merge: --metric judges the --eval results — pass --eval DIR too")
     models = [load_model(p) for p in paths]
     fitted = None
     if fit is not None:
@@ -133,8 +138,9 @@ def merge_files(
             labels=eval_labels,
             thresholds=sweep if mode == "cascade" else (),
             seconds=seconds,
+            metric=metric,
         )
-    options = {
+    options: dict[str, Any] = {
         "mode": mode,
         "weights": weights,
         "output": output_name,
@@ -145,6 +151,8 @@ def merge_files(
         "axis": axis,
         "opset": opset,
     }
+    if evaluation is not None and evaluation.fidelity is not None:
+        options["fidelity"] = evaluation.fidelity.as_dict()
     record_step(merged, "merge", options)
     written = save_model(merged, output, external_data=external_data, inputs=paths)
     return MergeReport(

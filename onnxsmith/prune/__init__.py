@@ -43,8 +43,9 @@ from onnxsmith.prune.result import (
 from onnxsmith.prune.speed import GroupSpeed, measure_group_speed
 from onnxsmith.prune.stats import collect_input_stats, collect_pair_stats
 from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.parity import random_feed
-from onnxsmith.runtime.session import create_session, run
+from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timer import LocalTimer, Rounds, Timer, TimingJob
 from onnxsmith.runtime.timing import ratio_ci95
 from onnxsmith.signature import input_specs
@@ -82,7 +83,8 @@ def prune_file(
     feeds = _calib_feeds(model, calib)
     pruned, result = prune_model(model, options, feeds, sweep=report is not None, timer=timer)
     provenance = {"calib": str(calib) if calib else None, "target": result.target}
-    record_step(pruned, "prune", options.as_dict() | provenance)
+    fidelity = {"fidelity": result.agreement.fidelity.as_dict(), "metric": result.metric_lines}
+    record_step(pruned, "prune", options.as_dict() | provenance | fidelity)
     save_model(pruned, output, external_data=external_data, inputs=[source])
     if report is not None:
         from onnxsmith.prune.report import write_report
@@ -129,11 +131,13 @@ def prune_model(
         outcome = _structured(working, options, calib, multiple, sample, notes, timer)
     else:
         outcome = _unstructured(working, options, calib, notes)
-    check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
-    agreement = _agreement(original, outcome.model, check)
+    judge = EvalSet(
+        original, list(calib[:MAX_CHECK_FEEDS]) or [sample], options.metric, step="prune"
+    )
+    agreement = _agreement(judge, outcome.model)
     latency, medians = _latency(timer, original, outcome.model, sample, options)
     points = (
-        _sweep(reference, original, options, calib, outcome, sample, multiple, timer)
+        _sweep(reference, original, options, calib, outcome, sample, multiple, timer, judge)
         if sweep
         else []
     )
@@ -149,7 +153,8 @@ def prune_model(
         compensated=outcome.compensated,
         calib_feeds=len(calib),
         agreement=agreement,
-        check_feeds=f"{len(check)} calibration feeds" if calib else "1 random feed",
+        metric_lines=tuple(judge.plan.describe()),
+        check_feeds=f"{len(judge.feeds)} calibration feeds" if calib else "1 random feed",
         latency=latency,
         latency_ms=medians,
         timing_feed=timing_feed,
@@ -375,9 +380,9 @@ def _sweep(
     sample: Feed,
     multiple: int,
     timer: Timer,
+    judge: EvalSet,
 ) -> list[SweepPoint]:
     """Agreement and latency at each sweep sparsity, reusing the run's statistics and verdicts."""
-    check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
     points = []
     for sparsity in sorted({*SWEEP, options.sparsity}):
         model = _copy(reference)
@@ -399,9 +404,7 @@ def _sweep(
             result = _run(_magnitude_pass(options, sparsity, outcome.stats), model)
             achieved_fraction = result.stats["sparsity"]
         latency, _ = _latency(timer, original, model, sample, options, share=0.25)
-        points.append(
-            SweepPoint(sparsity, achieved_fraction, _agreement(original, model, check), latency[0])
-        )
+        points.append(SweepPoint(sparsity, achieved_fraction, _agreement(judge, model), latency[0]))
     return points
 
 
@@ -486,21 +489,19 @@ def _copy(model: ir.Model) -> ir.Model:
     return copy
 
 
-def _agreement(original: ir.Model, pruned: ir.Model, feeds: Sequence[Feed]) -> Agreement:
+def _agreement(judge: EvalSet, pruned: ir.Model) -> Agreement:
+    """The pruned model's outputs against the original's: in the task's terms, and as plain
+    cosine and relative error over all outputs."""
     try:
-        before = create_session(original)
-        after = create_session(pruned)
+        session = create_session(pruned)
     except SessionError as e:
         raise PassError(
             f"prune: the pruned model does not load in ONNX Runtime ({e}) — nothing written; "
             "rerun with --debug and report it"
         ) from e
+    outputs = judge.outputs(session, "pruned model")
     diff = norm = dot = norm_after = 0.0
-    agree = total = 0
-    classifier = True
-    for feed in feeds:
-        want = run(before, feed, "the original model")
-        got = run(after, feed, "the pruned model")
+    for want, got in zip(judge.reference, outputs, strict=True):
         for a, b in zip(want, got, strict=True):
             if a.shape != b.shape:
                 raise PassError(
@@ -512,15 +513,10 @@ def _agreement(original: ir.Model, pruned: ir.Model, feeds: Sequence[Feed]) -> A
             norm += float(np.sum(a64**2))
             norm_after += float(np.sum(b64**2))
             dot += float(a64 @ b64)
-            if a.ndim == 2 and a.shape[1] > 1:
-                agree += int(np.sum(a.argmax(axis=1) == b.argmax(axis=1)))
-                total += a.shape[0]
-            else:
-                classifier = False
     return Agreement(
         rel_error=float(np.sqrt(diff / max(norm, 1e-30))),
         cosine=float(dot / max(np.sqrt(norm * norm_after), 1e-30)),
-        top1=agree / total if classifier and total else None,
+        fidelity=judge.plan.score(judge.reference, outputs),
     )
 
 

@@ -19,11 +19,10 @@ def write_report(report: PruneReport, folder: str | Path) -> list[Path]:
     plotted = bool(report.sweep) and plot_sweep(
         [p.sparsity for p in report.sweep],
         {"output agreement (cosine)": [p.agreement.cosine for p in report.sweep]}
-        | (
-            {"top-1 agreement": [p.agreement.top1 or 0.0 for p in report.sweep]}
-            if report.agreement.top1 is not None
-            else {}
-        ),
+        | {
+            f"{name}: {f.metric}": [p.agreement.fidelity.outputs[name].value for p in report.sweep]
+            for name, f in report.agreement.fidelity.outputs.items()
+        },
         {report.mode: [p.latency_ratio for p in report.sweep]},
         png,
         title=f"{report.mode} pruning",
@@ -80,8 +79,9 @@ def markdown(report: PruneReport, plot: str | None) -> str:
         f"- target sparsity {o.sparsity:.0%}, achieved {report.achieved_sparsity:.1%} "
         f"({'of prunable channels' if o.structured else 'of weights'}); criterion {o.criterion}",
         f"- output agreement on {report.check_feeds}: cosine {report.agreement.cosine:.4f}, "
-        f"relative error {report.agreement.rel_error:.3g}"
-        + (f", top-1 {report.agreement.top1:.1%}" if report.agreement.top1 is not None else ""),
+        f"relative error {report.agreement.rel_error:.3g}",
+        *(f"- {line}" for line in report.metric_lines),
+        *(f"- {line}" for line in report.agreement.fidelity.lines("the original")),
         f"- latency pruned/original {ratio:.2f}x (95 % CI {low:.2f}–{high:.2f}), "
         f"{report.latency_ms[0]:.3f} → {report.latency_ms[1]:.3f} ms, measured interleaved "
         f"on {report.timing_feed}, on {report.timed_on}",
@@ -104,13 +104,14 @@ def markdown(report: PruneReport, plot: str | None) -> str:
             "",
             "## Sweep",
             "",
-            "| sparsity | achieved | cosine | top-1 | latency ratio |",
+            "| sparsity | achieved | cosine | task fidelity (worst output) | latency ratio |",
             "|---|---|---|---|---|",
         ]
         for p in report.sweep:
-            top1 = "-" if p.agreement.top1 is None else f"{p.agreement.top1:.1%}"
+            task = p.agreement.fidelity.outputs[p.agreement.fidelity.worst]
             lines.append(
-                f"| {p.sparsity:.2f} | {p.achieved:.1%} | {p.agreement.cosine:.4f} | {top1} | "
+                f"| {p.sparsity:.2f} | {p.achieved:.1%} | {p.agreement.cosine:.4f} | "
+                f"{task.metric} {task.value:.4f} | "
                 f"{p.latency_ratio:.2f}x |"
             )
         if plot:

@@ -8,6 +8,7 @@ from typing import Any
 from onnxsmith.errors import UsageError, name_list
 from onnxsmith.passes.prune import CRITERIA, PRUNABLE_OPS, SCOPES, GroupDecision
 from onnxsmith.prune.speed import GroupSpeed
+from onnxsmith.runtime.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 
 DEFAULT_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -31,6 +32,8 @@ class PruneOptions:
         threads: intra-op threads for timing (None: ORT's default).
         seconds: time budget of the final interleaved latency measurement (each sweep point
             gets a quarter of it, each group region a fifth).
+        metric: how outputs are judged against the original's: `auto`, a built-in name or
+            `file.py:fn` (see `onnxsmith.runtime.fidelity`).
     """
 
     sparsity: float
@@ -44,6 +47,7 @@ class PruneOptions:
     measure: bool = True
     threads: int | None = None
     seconds: float = 2.0
+    metric: str = AUTO
 
     def validate(self, has_calib: bool) -> None:
         if not 0.0 < self.sparsity < 1.0:
@@ -69,6 +73,13 @@ class PruneOptions:
                 f"prune: --criterion {self.criterion} ranks by activations — pass --calib DIR "
                 "or use l1/l2"
             )
+        if is_plugin(self.metric):
+            load_plugin(self.metric, "prune")  # a missing file or function fails before any work
+        elif self.metric not in metric_names():
+            raise UsageError(
+                f"prune: unknown --metric {self.metric!r} — choose from "
+                f"{name_list(metric_names())} or give your own as path/to/file.py:function"
+            )
         if self.seconds <= 0:
             raise UsageError(f"prune: --timing-seconds {self.seconds} must be positive")
         if self.channel_multiple is not None and self.channel_multiple < 1:
@@ -84,7 +95,7 @@ class Agreement:
 
     rel_error: float  # ‖pruned − original‖ / ‖original‖ over all outputs and feeds
     cosine: float  # cosine similarity of the flattened outputs
-    top1: float | None  # argmax agreement for (batch, classes) outputs, else None
+    fidelity: Score  # in the task's terms, per output (see onnxsmith.runtime.fidelity)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +123,7 @@ class PruneReport:
     compensated: int  # layers refit by least squares
     calib_feeds: int
     agreement: Agreement
+    metric_lines: tuple[str, ...]  # which metric judges each output, and why
     check_feeds: str
     latency: tuple[float, float, float]  # pruned/original median ratio, 95 % CI
     latency_ms: tuple[float, float]  # original, pruned medians
@@ -124,4 +136,6 @@ class PruneReport:
     timed_on: str = "this machine"
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        found = dataclasses.asdict(self)
+        found["agreement"]["fidelity"] = self.agreement.fidelity.as_dict()
+        return found

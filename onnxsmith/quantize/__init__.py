@@ -4,7 +4,8 @@ The steps (see `search.py` for how the choice is made):
 1. prepare: cleanup recipe, opset >= 13, names, shapes;
 2. data: calibration feeds streamed from `--calib`, eval feeds from `--eval` or held out;
 3. search: latency probe, calibration, SmoothQuant, sensitivity fallback;
-4. check: final latency against fp32 (interleaved), kernels ORT really runs, per-layer SQNR;
+4. check: final latency against fp32 (interleaved, over the eval set's shape buckets, until
+   the 95 % interval excludes 1), kernels ORT really runs, per-layer SQNR;
 5. save with provenance; the report (and `--report DIR`) says what ran in int8 and why.
 """
 
@@ -40,14 +41,15 @@ from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import CpuFacts
 from onnxsmith.runtime.data import DataDir, Feed
-from onnxsmith.runtime.metric import DEFAULT_MAX_LOSS, METRICS, EvalSet
+from onnxsmith.runtime.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
+from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.timer import LocalTimer, Timer
+from onnxsmith.runtime.timing import FASTER, ShapeBucket, shape_buckets
 from onnxsmith.signature import input_specs
 from onnxsmith.summary import QUANTIZED_OPS
 
 EVAL_LIMIT = 64  # eval feeds kept in memory and run for every candidate
 HOLD_OUT_EVERY = 5  # without --eval, every 5th calibration feed is held out for the metric
-_TIMING_FEEDS = 4
 _SQNR_FEEDS = 4
 METADATA_KEY = "onnxsmith.quantize"
 
@@ -58,7 +60,7 @@ def quantize(
     *,
     calib: str | Path,
     eval_data: str | Path | None = None,
-    metric: str = "cosine",
+    metric: str = AUTO,
     max_loss: float | None = None,
     method: str = "auto",
     per_channel: bool = True,
@@ -84,8 +86,11 @@ def quantize(
         output: where the int8 model goes.
         calib: data dir of calibration feeds (one .npz per feed, shapes may vary).
         eval_data: data dir for the metric; default: every 5th calibration feed, held out.
-        metric: cosine, top1, mse or snr (see `runtime.metric`); outputs compared with fp32.
-        max_loss: allowed loss in that metric on every output (default 0.01: cosine >= 0.99).
+        metric: how outputs are compared with fp32's: `auto` (chosen per output from its
+            structure: top1, ctc, mask_iou, detection_f1, embedding, cosine; see
+            `onnxsmith.runtime.fidelity`), one of those names, or `file.py:fn`.
+        max_loss: allowed loss on every output, in its metric's terms (default: the metric's
+            own tolerance, e.g. 1 % of top-1 decisions, CER 0.005, 1 - F1 0.03).
         method: calibration: minmax, percentile, entropy, mse, or auto (try all, keep best).
         per_channel: int8 weights per output channel (else per tensor).
         smoothquant: "auto" (tried; kept when the target needs it or it cuts the loss by
@@ -117,7 +122,6 @@ def quantize(
             than fp32 (with `latency_aware`). Nothing is written in any of these cases.
     """
     started = time.perf_counter()
-    max_loss = DEFAULT_MAX_LOSS if max_loss is None else max_loss
     smoothquant = _check_options(
         metric,
         max_loss,
@@ -147,10 +151,11 @@ def quantize(
         calib_data, eval_data, specs, warnings
     )
     reporter.phase(f"data: {calib_count} calibration feeds, {len(eval_feeds)} eval ({eval_origin})")
-    evalset = EvalSet(original, eval_feeds, metric, threads=threads)
+    evalset = EvalSet(original, eval_feeds, metric, tolerance=max_loss, threads=threads)
+    for line in evalset.plan.describe():
+        reporter.phase(line)
 
     settings = SearchSettings(
-        max_loss=max_loss,
         method=method,
         per_channel=per_channel,
         smoothquant=smoothquant,
@@ -171,24 +176,26 @@ def quantize(
     result = search.run()
     if not result.plan.modes:
         raise PassError(
-            f"quantize: no node can stay int8 with {metric} loss <= {max_loss:g} — nothing "
-            "written; raise --max-loss or check the calibration data"
+            f"quantize: no node can stay int8 within the fidelity tolerance ({metric} metric) "
+            "— nothing written; raise --max-loss or check the calibration data"
         )
     if not result.met:
         warnings.append(
-            f"the {metric} loss target {max_loss:g} is not reachable: the best int8 model found "
-            f"has loss {result.score.loss:.4g} ({result.score.describe()}), missing by "
-            f"{result.score.loss - max_loss:.4g}; it is written anyway"
+            "the fidelity tolerance is not reachable: the best int8 model found has "
+            f"{result.score.describe()}, missing by {_missing(result.score):.4g}; it is written "
+            "anyway"
         )
     model = result.model
     _validate(model)
 
+    buckets = shape_buckets(eval_feeds)
     reporter.phase(
-        f"checking latency against fp32 (interleaved) and ORT's kernels on {timer.where}"
+        f"checking latency against fp32 (interleaved, {len(buckets)} shape buckets: "
+        f"{'; '.join(b.label for b in buckets)}) and ORT's kernels on {timer.where}"
     )
     kernels = timer.kernels(model, threads)
     timed, latency, shapes = _fastest_form(
-        timer, model, (original, prepared), eval_feeds[:_TIMING_FEEDS], latency_aware, threads,
+        timer, model, (original, prepared), buckets, latency_aware, threads,
         timing_seconds,
     )  # fmt: skip
     if timed is not model:  # the form without shapes won: count what ORT runs for it
@@ -201,11 +208,8 @@ def quantize(
             "onnxruntime fused none of the Q/DQ nodes into integer kernels: static nodes run as "
             f"float with extra conversions ({kernels.describe()})"
         )
-    if latency.vs_prepared[1] > 1.0:
-        message = (
-            f"the int8 model runs {latency.vs_prepared[0]:.2f}x the fp32 latency "
-            f"(95% CI {latency.vs_prepared[1]:.2f}-{latency.vs_prepared[2]:.2f}) on {timer.where}"
-        )
+    message = _not_faster(latency, timer.where)
+    if message:
         if latency_aware:
             raise NotFasterError(
                 f"quantize: {message} — nothing written; relax --max-loss, or pass "
@@ -237,6 +241,7 @@ def quantize(
         pipeline=pipeline,
         candidates=tuple(candidates),
         result=result,
+        metric_plan=evalset.plan,
         latency=latency,
         kernels=kernels,
         weight_bytes=(weight_bytes(original), weight_bytes(model)),
@@ -258,7 +263,7 @@ def _fastest_form(
     timer: Timer,
     model: ir.Model,
     fp32: tuple[ir.Model, ir.Model],
-    feeds: list[Feed],
+    buckets: tuple[ShapeBucket, ...],
     latency_aware: bool,
     threads: int | None,
     seconds: float,
@@ -271,7 +276,7 @@ def _fastest_form(
         lean = clone(model)
         if DropIntermediateShapesPass()(lean).modified:
             finalists.append(lean)
-    latencies = measure_latency(timer, *fp32, finalists, feeds, seconds=seconds, threads=threads)
+    latencies = measure_latency(timer, *fp32, finalists, buckets, seconds=seconds, threads=threads)
     if len(finalists) == 1:
         return model, latencies[0], "kept"
     fastest = min(range(len(finalists)), key=lambda i: latencies[i].vs_input[0])
@@ -282,7 +287,7 @@ def _fastest_form(
 
 def _check_options(
     metric: str,
-    max_loss: float,
+    max_loss: float | None,
     method: str,
     smoothquant: float | str,
     quant_format: str,
@@ -291,13 +296,16 @@ def _check_options(
     ranking: str,
     companions: str,
 ) -> float | str:
-    if metric not in METRICS:
+    if is_plugin(metric):
+        load_plugin(metric, "quantize")  # a missing file or function fails before any work
+    elif metric not in metric_names():
         raise UsageError(
-            f"quantize: unknown --metric {metric!r} — choose from {name_list(METRICS)}"
+            f"quantize: unknown --metric {metric!r} — choose from {name_list(metric_names())} "
+            "or give your own as path/to/file.py:function"
         )
     if not math.isfinite(timing_seconds) or timing_seconds <= 0:
         raise UsageError(f"quantize: --timing-seconds {timing_seconds} must be > 0")
-    if not math.isfinite(max_loss) or max_loss < 0:
+    if max_loss is not None and not (math.isfinite(max_loss) and max_loss >= 0):
         raise UsageError(f"quantize: --max-loss {max_loss} must be a number >= 0, e.g. 0.01")
     if method not in (*METHODS, "auto"):
         raise UsageError(
@@ -330,6 +338,28 @@ def _check_options(
             "search it)"
         )
     return alpha
+
+
+def _not_faster(latency: Latency, where: str) -> str:
+    """Why the int8 model may not be shipped as faster ('' when it may): the overall interval
+    must lie below 1 and no shape bucket may be slower with confidence."""
+    ratio, low, high = latency.vs_prepared
+    if latency.verdict != FASTER:
+        return (
+            f"the int8 model runs {ratio:.2f}x the fp32 latency (95% CI {low:.2f}-{high:.2f}, "
+            f"{latency.rounds} rounds in {latency.seconds:.1f} s): {latency.verdict} on {where}"
+        )
+    slower = ", ".join(
+        f"{b.label} {b.ratio[0]:.2f}x (95% CI {b.ratio[1]:.2f}-{b.ratio[2]:.2f})"
+        for b in latency.slower_buckets()
+    )
+    return f"the int8 model is {ratio:.2f}x overall but slower on {slower}" if slower else ""
+
+
+def _missing(score: Score) -> float:
+    """How far the worst output's loss is over its tolerance, in that metric's terms."""
+    worst = score.outputs[score.worst]
+    return worst.loss - worst.tolerance
 
 
 def _refuse_quantized(model: ir.Model, source: str | Path) -> None:

@@ -15,6 +15,7 @@ from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.pipeline import PipelineReport
 from onnxsmith.quantize.latency import Latency
 from onnxsmith.quantize.search import SearchResult, plan_summary
+from onnxsmith.runtime.fidelity import MetricPlan
 from onnxsmith.runtime.kernels import KernelReport
 
 _PROVENANCE_NODES = 20  # fp32 nodes listed by name in the model's metadata
@@ -41,6 +42,7 @@ class QuantizeReport:
     pipeline: PipelineReport
     candidates: tuple[Candidate, ...]
     result: SearchResult
+    metric_plan: MetricPlan
     latency: Latency
     kernels: KernelReport
     weight_bytes: tuple[int, int]
@@ -67,10 +69,10 @@ class QuantizeReport:
             "data": dict(self.data),
             "metric": {
                 "name": result.score.metric,
+                "choice": self.metric_plan.as_dict(),
                 "max_loss": self.options["max_loss"],
-                "fp32": _perfect(result.score.metric),
-                "int8": dict(result.score.values),
-                "loss": result.score.loss,
+                "int8": result.score.as_dict(),
+                "share_of_tolerance": result.score.loss,
                 "met": result.met,
             },
             "latency": dataclasses.asdict(self.latency),
@@ -109,9 +111,11 @@ class QuantizeReport:
             "fp32_nodes": listed,
             "fp32_nodes_not_listed": len(kept) - len(listed),
             "metric": self.result.score.metric,
-            "metric_values": dict(self.result.score.values),
-            "loss": self.result.score.loss,
+            "fidelity": self.result.score.as_dict(),
+            "met": self.result.met,
             "latency_ratio_vs_fp32": round(self.latency.vs_input[0], 4),
+            "latency_ci95": [round(x, 4) for x in self.latency.vs_input[1:]],
+            "latency_verdict": self.latency.verdict,
             "size_ratio": round(self.size_ratio, 4),
             "target": self.options.get("target"),
         }
@@ -122,6 +126,14 @@ class QuantizeReport:
         target = self.options.get("target")
         return f"target {target} (cluster node)" if target else "the machine quantize ran on"
 
+    def fidelity_lines(self) -> list[str]:
+        """The metric of each output and why, then each output's fidelity against fp32."""
+        lines = self.metric_plan.describe()
+        lines += self.result.score.lines("fp32")
+        if self.result.score.met and not self.result.met:  # met only by leaving all in fp32
+            lines[-1] = "fidelity: NOT within tolerance with any node in int8"
+        return lines
+
     def markdown(self) -> str:
         r = self.result
         lat = self.latency
@@ -129,11 +141,8 @@ class QuantizeReport:
             f"# onnxsmith quantize: {Path(self.source).name}",
             "",
             f"- output: `{self.output}`",
-            f"- metric: {r.score.describe()}, loss {r.score.loss:.4g} "
-            f"(max {self.options['max_loss']:g}; {'met' if r.met else 'NOT met'})",
-            f"- latency: {lat.int8_ms:.2f} ms vs {lat.fp32_ms:.2f} ms fp32 → "
-            f"{lat.vs_input[0]:.2f}x (95% CI {lat.vs_input[1]:.2f}-{lat.vs_input[2]:.2f}), "
-            f"{lat.rounds} interleaved rounds",
+            *(f"- {line}" for line in self.fidelity_lines()),
+            f"- latency: {lat.int8_ms:.2f} ms vs {lat.fp32_ms:.2f} ms fp32 → {lat.describe()}",
             f"- tuned for: {self.tuned_for}",
             f"- size: {self.weight_bytes[0] / 1e6:.2f} MB → {self.weight_bytes[1] / 1e6:.2f} MB "
             f"({self.size_ratio:.2f}x)",
@@ -151,13 +160,23 @@ class QuantizeReport:
         ]
         for group, counts in self.groups().items():
             lines.append(f"| {group} | " + " | ".join(str(counts.get(m, 0)) for m in MODES) + " |")
+        if lat.buckets:
+            lines += ["", "## Latency per shape bucket (int8 / cleaned-up fp32)", ""]
+            lines += ["| inputs | share of eval | fp32 ms | int8 ms | ratio (95% CI) | verdict |"]
+            lines.append("|---|---:|---:|---:|---|---|")
+            lines += [
+                f"| {b.label} | {b.share:.0%} | {b.fp32_ms:.2f} | {b.int8_ms:.2f} | "
+                f"{b.ratio[0]:.2f}x ({b.ratio[1]:.2f}-{b.ratio[2]:.2f}) | {b.verdict} |"
+                for b in lat.buckets
+            ]
         if r.timings:
             lines += ["", "## Latency probe (each group alone vs fp32)", ""]
             lines += ["| op group | nodes | ratios | kept |", "|---|---:|---|---|"]
             for t in r.timings:
                 ratios = ", ".join(f"{m} {v[0]:.2f}x" for m, v in t.ratios.items())
                 lines.append(f"| {t.group} | {t.nodes} | {ratios} | {', '.join(t.kept) or '-'} |")
-        lines += ["", "## Search", "", "| step | loss | static | dynamic |", "|---|---:|---:|---:|"]
+        lines += ["", "## Search", "", "| step | loss / tolerance | static | dynamic |"]
+        lines.append("|---|---:|---:|---:|")
         lines += [f"| {t.label} | {t.loss:.4g} | {t.static} | {t.dynamic} |" for t in r.trials]
         lines += ["", "## Per layer", "", "| node | op | mode | SQNR dB | note |"]
         lines.append("|---|---|---|---:|---|")
@@ -175,11 +194,6 @@ class QuantizeReport:
             (folder / "report.md").write_text(self.markdown())
         except OSError as e:
             raise ModelSaveError(f"quantize: cannot write the report to {folder} ({e})") from e
-
-
-def _perfect(metric: str) -> float | str:
-    perfect: dict[str, float | str] = {"cosine": 1.0, "top1": 1.0, "mse": 0.0, "snr": "inf"}
-    return perfect[metric]
 
 
 def _finite(row: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Choosing what runs in int8, and how, measured on the target machine and this data.
 
 1. Latency probe: each op group (Conv, MatMul, Gemm, ...) is quantized alone in each of its modes
-   (static QDQ, dynamic) and timed against fp32, interleaved. A mode is kept for a group only if
-   it is faster; the modes left, fastest first, form each node's ladder (then fp32). Embedding
-   Gathers are not timed: their int8 table (weight-only) saves size, not compute.
+   (static QDQ, dynamic) and timed against fp32, interleaved, over the eval set's shape buckets
+   (see `quantize.latency`). A mode is kept for a group only if it is faster; the modes left,
+   fastest first, form each node's ladder (then fp32). Embedding Gathers are not timed: their
+   int8 table (weight-only) saves size, not compute.
 2. Calibration for the nodes whose ladder has a static rung; `auto` tries every method's ranges.
 3. SmoothQuant (alpha searched unless given), kept when the target needs it or it cuts the
    loss by a fifth: accuracy that costs no latency is taken even when the target is met.
@@ -49,6 +50,7 @@ from onnxsmith.passes.quantize import (
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
 from onnxsmith.quantize.isolation import output_noise
+from onnxsmith.quantize.latency import CONFIDENCE_BUDGET
 from onnxsmith.quantize.sensitivity import layer_errors
 from onnxsmith.runtime.calibrate import (
     METHODS,
@@ -60,10 +62,11 @@ from onnxsmith.runtime.calibrate import (
     compute_ranges,
 )
 from onnxsmith.runtime.data import Feed
-from onnxsmith.runtime.metric import EvalSet, Score
+from onnxsmith.runtime.fidelity import Score
+from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
-from onnxsmith.runtime.timer import LocalTimer, Rounds, Timer, TimingJob
-from onnxsmith.runtime.timing import ratio_ci95
+from onnxsmith.runtime.timer import BucketJob, LocalTimer, Timer
+from onnxsmith.runtime.timing import shape_buckets
 
 # A mode is kept for a group only if it beats fp32 by 3 % (median of interleaved rounds) and
 # the 95 % interval of that ratio lies below 1: noise must not buy int8 a place.
@@ -76,16 +79,18 @@ _MEAN_FEEDS = 16  # channel means for bias correction settle within a few feeds
 _RANGE_NODES = 6  # static nodes, most sensitive first, whose input range is searched
 _EXTRA_PERCENTILES = (99.9, 99.99)  # range candidates beyond the methods' own
 RANKINGS = ("isolated", "accumulated")
-_MIN_ROUNDS, _MAX_ROUNDS = 15, 200  # latency probe: enough rounds for a CI, bounded time
+# Latency probe: fewest rounds before its intervals are read. A round runs every configuration
+# on every shape bucket, so on a large variable-width model one round can take seconds.
+_MIN_ROUNDS = 6
 
 FeedSource = Callable[[], Iterator[Feed]]
 
 
 @dataclasses.dataclass(frozen=True)
 class SearchSettings:
-    """Knobs of the search (the CLI options, resolved)."""
+    """Knobs of the search (the CLI options, resolved); the fidelity tolerance is the
+    eval set's (`EvalSet.plan`)."""
 
-    max_loss: float
     method: str = "auto"
     per_channel: bool = True
     smoothquant: float | str = "auto"  # "auto" (when it helps), "search", "off", or an alpha
@@ -120,7 +125,7 @@ class Trial:
     """One configuration the search evaluated."""
 
     label: str
-    loss: float
+    loss: float  # the worst output's loss as a share of its tolerance (<= 1: within it)
     static: int
     dynamic: int
 
@@ -239,10 +244,7 @@ class Search:
         score = self.evalset.score(model)
         static, dynamic = len(plan.nodes(STATIC)), len(plan.nodes(DYNAMIC))
         self.trials.append(Trial(label, score.loss, static, dynamic))
-        self.reporter.phase(
-            f"{label}: {score.describe()}, loss {score.loss:.4g} "
-            f"({static} static, {dynamic} dynamic)"
-        )
+        self.reporter.phase(f"{label}: {score.describe()} ({static} static, {dynamic} dynamic)")
         if plan.modes and (self.best is None or score.loss < self.best[0].loss):
             self.best = (score, plan, model, base)
         return score, model
@@ -309,18 +311,21 @@ class Search:
             f"latency probe on {self.timer.where}: timing fp32 against {len(configs)} int8 "
             "configurations, interleaved"
         )
-        rounds = Rounds(
-            warmup=1,
+        job = BucketJob(
+            tuple(models),
+            shape_buckets(self.evalset.feeds),
+            decide=tuple((i + 1, 0) for i in range(len(configs))),
             seconds=self.settings.probe_seconds,
-            min_runs=_MIN_ROUNDS,
-            max_runs=_MAX_ROUNDS,
+            max_seconds=self.settings.probe_seconds * CONFIDENCE_BUDGET,
+            threads=threads,
+            warmup=1,
+            min_rounds=_MIN_ROUNDS,
         )
-        job = TimingJob(tuple(models), tuple(self.evalset.feeds[:4]), rounds, threads)
-        (times,) = self.timer.time([job])
+        timing = self.timer.time_buckets(job)
+        index = {config: i + 1 for i, config in enumerate(configs)}
         ratios: dict[str, dict[str, tuple[float, float, float]]] = {g: {} for g in groups}
-        samples = dict(zip(configs, times[1:], strict=True))
-        for (group, mode), measured in samples.items():
-            ratios[group][mode] = ratio_ci95(measured, times[0])
+        for (group, mode), i in index.items():
+            ratios[group][mode] = timing.ratio(i, 0)
         for group, members in groups.items():
             kept = sorted(
                 (m for m, r in ratios[group].items() if r[0] < FASTER and r[2] < 1.0),
@@ -328,7 +333,7 @@ class Search:
             )
             if kept[:1] == [STATIC] and DYNAMIC in kept:
                 # Static is less accurate: lead with it only if it is clearly faster.
-                _, _, high = ratio_ci95(samples[group, STATIC], samples[group, DYNAMIC])
+                _, _, high = timing.ratio(index[group, STATIC], index[group, DYNAMIC])
                 if high >= 1.0:
                     kept = [DYNAMIC, STATIC]
             timings.append(GroupTiming(group, len(members), ratios[group], tuple(kept)))
@@ -378,21 +383,21 @@ class Search:
                 smoothing, base, table, score, model = found
         if self.settings.bias_correction and plan.nodes(STATIC):
             score, model = self.correct_bias(plan, base, table, score, model)
-        if self.range_options and table is not None and score.loss > self.settings.max_loss:
+        if self.range_options and table is not None and not score.met:
             table, score, model = self.search_ranges(plan, base, table, score, model)
 
-        if score.loss > self.settings.max_loss:
+        if not score.met:
             plan, score, model = self.fall_back(plan, ladders, base, table, score)
         # An all-fp32 plan meets any target but is no int8 model: then the best int8 one found
         # is returned with met=False, and the caller warns by how much it misses.
-        met = score.loss <= self.settings.max_loss and bool(plan.modes)
+        met = score.met and bool(plan.modes)
         if not met and self.best is not None:
             score, plan, model, base = self.best
         for name in self.candidates:
             if name not in plan.modes and name not in self.reasons:
                 self.reasons[name] = (
-                    f"sensitive: kept in fp32 so that {self.evalset.metric} loss stays "
-                    f"<= {self.settings.max_loss:g}"
+                    f"sensitive: kept in fp32 so that fidelity ({score.metric}) stays within "
+                    "its tolerance"
                 )
         return SearchResult(
             plan=plan,
@@ -512,7 +517,7 @@ class Search:
         # Where the target is already met, smoothing must buy a clear gain: it changes the
         # weights and may add a Mul per activation, so a gain within the metric's noise is not
         # worth it. Where the target is missed, any gain is.
-        needed = current.loss > self.settings.max_loss
+        needed = not current.met
         if setting != "auto" or best[3].loss < current.loss * (1.0 if needed else SMOOTHING_GAIN):
             return best
         self.reporter.phase("SmoothQuant did not help enough; not used")
@@ -582,14 +587,14 @@ class Search:
     ) -> tuple[QuantPlan, Score, ir.Model]:
         """Steps the most sensitive nodes down their ladders until the loss fits."""
         model = self.build(plan, base, table)
-        while score.loss > self.settings.max_loss and plan.modes:
+        while not score.met and plan.modes:
             order = self.rank(plan, base, model, table)
             steps = [(n, _next_rung(ladders[n], plan.modes[n])) for n in order]
             everything = plan.with_modes(dict(steps))
             all_score, all_model = self.evaluate(
                 everything, base, table, f"fallback: all {len(order)} one step down"
             )
-            if all_score.loss > self.settings.max_loss:
+            if not all_score.met:
                 plan, score, model = everything, all_score, all_model
                 continue
             low, high = 0, len(order)
@@ -600,7 +605,7 @@ class Search:
                 trial_score, trial_model = self.evaluate(
                     trial, base, table, f"fallback: {middle} most sensitive one step down"
                 )
-                if trial_score.loss <= self.settings.max_loss:
+                if trial_score.met:
                     high, found = middle, (trial, trial_score, trial_model)
                 else:
                     low = middle

@@ -15,7 +15,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxsmith.runtime.data import Feed
-from onnxsmith.runtime.metric import sqnr_db
+from onnxsmith.runtime.fidelity.signal import sqnr_db
 from onnxsmith.runtime.probe import ProbeSession, main_graph_values
 
 
