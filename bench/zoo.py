@@ -16,19 +16,22 @@ Writes OUT/zoo.md (the tables) and OUT/zoo.json; OUT defaults to bench/out/zoo.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
+import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))  # `python -P` leaves the script's folder out
-from zoo_models import MODELS, ZOO, ZooMissing, ZooModel, resolve, write_feeds
+from zoo_models import MODELS, ZOO, ZooMissing, ZooModel, package_dir, resolve, write_feeds
 
 VERBS = (
     "inspect",
@@ -53,6 +56,7 @@ class Outcome:
 
     status: str  # ok | refused | failed | skipped
     seconds: float
+    cpu_seconds: float  # user + sys of the child: wall time on a shared machine overstates work
     reason: str = ""
     command: str = ""
 
@@ -87,13 +91,15 @@ def verb_args(verb: str, ws: Workspace, quick: bool = False) -> tuple[list[str],
                 *timing, "--json", str(out / "prune.json")], path  # fmt: skip
     if verb == "prune-structured":
         path = out / "pruned-structured.onnx"
-        measure = ["--no-measure"] if quick else []
+        measure = (
+            ["--no-measure", "--criterion", "activation", "--no-compensation"] if quick else []
+        )
         return ["prune", model, "-o", str(path), "--sparsity", str(STRUCTURED_SPARSITY),
                 "--structured", "--calib", str(ws.calib), *measure,
                 "--json", str(out / "prune-structured.json")], path  # fmt: skip
     if verb == "quantize":
         path = out / "int8.onnx"
-        method = ["--method", "minmax"] if quick else []
+        method = ["--method", "minmax", "--no-smoothquant", "--no-latency-aware"] if quick else []
         return ["quantize", model, "-o", str(path), "--calib", str(ws.calib),
                 "--eval", str(ws.eval), *method, *timing,
                 "--report", str(out / "quantize")], path  # fmt: skip
@@ -102,7 +108,7 @@ def verb_args(verb: str, ws: Workspace, quick: bool = False) -> tuple[list[str],
         return ["merge", model, model, "-o", str(path), "--mode", "mean",
                 "--json", str(out / "merge.json")], path  # fmt: skip
     if verb == "bench":
-        produced = [str(p) for p in (out / "int8.onnx", out / "pruned-structured.onnx")]
+        produced = [] if quick else [str(out / "int8.onnx"), str(out / "pruned-structured.onnx")]
         budget = ["--runs", "3", "--warmup", "1"] if quick else ["--seconds", "3"]
         return ["bench", model, *[p for p in produced if Path(p).is_file()],
                 "--data", str(ws.eval), "--reference", model, *budget, "--no-memory",
@@ -117,15 +123,16 @@ def verb_args(verb: str, ws: Workspace, quick: bool = False) -> tuple[list[str],
 def run_cli(args: Sequence[str], timeout: float) -> Outcome:
     """Runs `onnxsmith ARGS` in a child process and classifies its exit."""
     command = [sys.executable, "-P", "-m", "onnxsmith.cli.main", *args]
-    start = time.perf_counter()
+    start, before = time.perf_counter(), cpu_of_children()
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return Outcome("failed", time.perf_counter() - start, f"timed out after {timeout:.0f} s")
-    seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, cpu_of_children() - before
+        return Outcome("failed", seconds, cpu, f"timed out after {timeout:.0f} s")
+    seconds, cpu = time.perf_counter() - start, cpu_of_children() - before
     shown = "onnxsmith " + " ".join(args)
     if done.returncode == 0:
-        return Outcome("ok", seconds, command=shown)
+        return Outcome("ok", seconds, cpu, command=shown)
     # stderr also carries progress lines; the error is the CLI's own line and what follows it
     lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
     starts = [i for i, line in enumerate(lines) if line.startswith("onnxsmith: ")]
@@ -134,7 +141,12 @@ def run_cli(args: Sequence[str], timeout: float) -> Outcome:
     if len(error) > 1:
         reason = f"{reason} [the error ran to {len(error)} lines]"
     status = "refused" if REFUSALS.search(reason) and done.returncode == 1 else "failed"
-    return Outcome(status, seconds, reason.removeprefix("onnxsmith: error: "), shown)
+    return Outcome(status, seconds, cpu, reason.removeprefix("onnxsmith: error: "), shown)
+
+
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- task metrics (local for now; the lead switches them to the shared ones in runtime/) ------
@@ -328,8 +340,15 @@ def sweep(model: ZooModel, out: Path, calib: int, held_out: int, timeout: float)
         args, _ = verb_args(verb, ws)
         outcome = run_cli(args, timeout)
         row["verbs"][verb] = asdict(outcome)
-        print(f"   {verb:17} {outcome.status:8} {outcome.seconds:6.1f} s  {outcome.reason}")
-    row |= measurements(model, ws, row["verbs"])
+        print(
+            f"   {model.name} {verb:17} {outcome.status:8} {outcome.seconds:6.1f} s "
+            f"(cpu {outcome.cpu_seconds:.1f} s)  {outcome.reason}",
+            flush=True,
+        )
+    try:
+        row |= measurements(model, ws, row["verbs"])
+    except Exception as e:  # a broken measurement must not cost the other models' rows
+        row["measurement_error"] = f"{type(e).__name__}: {e}"
     return row
 
 
@@ -366,9 +385,19 @@ def measurements(model: ZooModel, ws: Workspace, verbs: dict) -> dict:
     return extra
 
 
+def resolve_size(model: ZooModel) -> int:
+    """Bytes of the model file (MiniLM, not yet exported, counts as 90 MB)."""
+    if not model.file:
+        return 90_000_000
+    try:
+        return (package_dir(model.module, model.package) / model.file).stat().st_size
+    except (ZooMissing, OSError):
+        return 0
+
+
 def cell(verb: dict) -> str:
     mark = {"ok": "ok", "refused": "refused†", "failed": "**FAILED**‡", "skipped": "skipped"}
-    return f"{mark[verb['status']]} {verb['seconds']:.0f} s"
+    return f"{mark[verb['status']]} {verb['seconds']:.0f} s ({verb['cpu_seconds']:.0f})"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -403,7 +432,10 @@ def markdown(rows: list[dict]) -> str:
             f"| {fid.get('quantize', '–')} | {fid.get('prune', '–')} "
             f"| {fid.get('prune-structured', '–')} | {ratios or '–'} |"
         )
-    legend = "† a documented refusal; ‡ a failure. The one-line reasons:"
+    legend = (
+        "Each cell: status, wall seconds (CPU seconds of the verb's process). † a documented "
+        "refusal; ‡ a failure. The one-line reasons:"
+    )
     return "\n".join([*lines, "", legend, "", *notes, ""])
 
 
@@ -413,17 +445,26 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=16, help="calibration feeds per model")
     parser.add_argument("--eval", type=int, default=16, help="held-out eval feeds per model")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per verb")
+    parser.add_argument("--jobs", type=int, default=1, help="models swept in parallel")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "zoo")
     args = parser.parse_args()
     unknown = [n for n in args.models.split(",") if n not in ZOO]
     if unknown:
         parser.error(f"unknown models {unknown}; the zoo has: {', '.join(ZOO)}")
     chosen = [m for m in MODELS if m.name in args.models.split(",")]
-    rows = []
-    for model in chosen:  # written after each model: a long sweep keeps what it has measured
-        rows.append(sweep(model, args.out, args.calib, args.eval, args.timeout))
-        (args.out / "zoo.json").write_text(json.dumps(rows, indent=1))
-    table = markdown(rows)
+    # Heaviest first, so that parallel workers finish together; the table keeps the zoo's order.
+    chosen.sort(key=lambda m: -resolve_size(m))
+    rows: dict[str, dict] = {}
+    work = functools.partial(
+        sweep, out=args.out, calib=args.calib, held_out=args.eval, timeout=args.timeout
+    )
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for row in pool.map(work, chosen):  # written as they come: a long sweep keeps its rows
+            rows[row["model"]] = row
+            done = [rows[m.name] for m in MODELS if m.name in rows]
+            (args.out / "zoo.json").write_text(json.dumps(done, indent=1))
+    rows_in_order = [rows[m.name] for m in MODELS if m.name in rows]
+    table = markdown(rows_in_order)
     (args.out / "zoo.md").write_text(table)
     print(table)
 
