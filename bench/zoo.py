@@ -44,8 +44,12 @@ VERBS = (
     "serve-triton",
     "serve-ort",
 )
-# Documented refusals: the verb decided, on purpose, that it should write nothing.
-REFUSALS = re.compile(r"not faster|no int8 mode runs faster|x the fp32 latency|nothing prunable")
+# Documented refusals: the verb decided, on purpose, that it should write nothing, and says why
+# and what to do instead (int8 slower than fp32 here; nothing to prune; already int8).
+REFUSALS = re.compile(
+    r"not faster|no int8 mode runs faster|x the fp32 latency|nothing prunable"
+    r"|no Conv/Gemm/MatMul layer with a constant weight|is already quantized"
+)
 UNSTRUCTURED_SPARSITY = 0.5
 STRUCTURED_SPARSITY = 0.3
 
@@ -400,9 +404,25 @@ def cell(verb: dict) -> str:
     return f"{mark[verb['status']]} {verb['seconds']:.0f} s ({verb['cpu_seconds']:.0f})"
 
 
+def registry_table() -> list[str]:
+    """The zoo itself: where each model comes from and what it covers."""
+    lines = ["| model | package | file | family | opset | task | ops of note |",
+             "|---|---|---|---|---:|---|---|"]  # fmt: skip
+    for m in MODELS:
+        file = m.file or "(onnxsmith export of the HF folder)"
+        lines.append(
+            f"| {m.name} | {m.package} | {file} | {m.family} | {m.opset} | {m.task} | {m.ops} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(rows: list[dict]) -> str:
-    """The tables: model × verb, then nodes / fidelity / latency, then every reason."""
-    lines = ["| model | " + " | ".join(VERBS) + " |", "|---|" + "---|" * len(VERBS)]
+    """The tables: the zoo, model × verb, nodes / fidelity / latency, then every reason."""
+    lines = [
+        *registry_table(),
+        "| model | " + " | ".join(VERBS) + " |",
+        "|---|" + "---|" * len(VERBS),
+    ]
     notes = []
     for row in rows:
         if "missing" in row:
@@ -439,6 +459,15 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join([*lines, "", legend, "", *notes, ""])
 
 
+def reclassified(rows: list[dict]) -> list[dict]:
+    """Rows of an earlier run with refusals recognized by today's REFUSALS."""
+    for row in rows:
+        for verb in row.get("verbs", {}).values():
+            if verb["status"] == "failed" and REFUSALS.search(verb["reason"]):
+                verb["status"] = "refused"
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(ZOO), help="comma-separated zoo names")
@@ -446,8 +475,14 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=16, help="held-out eval feeds per model")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per verb")
     parser.add_argument("--jobs", type=int, default=1, help="models swept in parallel")
+    parser.add_argument(
+        "--from-json", action="store_true", help="only redraw the tables from OUT/zoo.json"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "zoo")
     args = parser.parse_args()
+    if args.from_json:
+        print(markdown(reclassified(json.loads((args.out / "zoo.json").read_text()))))
+        return
     unknown = [n for n in args.models.split(",") if n not in ZOO]
     if unknown:
         parser.error(f"unknown models {unknown}; the zoo has: {', '.join(ZOO)}")
