@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -58,7 +58,7 @@ STRUCTURED_SPARSITY = 0.3
 class Outcome:
     """What one verb did on one model."""
 
-    status: str  # ok | refused | failed | skipped
+    status: str  # ok | refused | failed | timeout
     seconds: float
     cpu_seconds: float  # user + sys of the child: wall time on a shared machine overstates work
     reason: str = ""
@@ -132,7 +132,7 @@ def run_cli(args: Sequence[str], timeout: float) -> Outcome:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         seconds, cpu = time.perf_counter() - start, cpu_of_children() - before
-        return Outcome("failed", seconds, cpu, f"timed out after {timeout:.0f} s")
+        return Outcome("timeout", seconds, cpu, f"stopped at the {timeout:.0f} s limit")
     seconds, cpu = time.perf_counter() - start, cpu_of_children() - before
     shown = "onnxsmith " + " ".join(args)
     if done.returncode == 0:
@@ -400,7 +400,7 @@ def resolve_size(model: ZooModel) -> int:
 
 
 def cell(verb: dict) -> str:
-    mark = {"ok": "ok", "refused": "refused†", "failed": "**FAILED**‡", "skipped": "skipped"}
+    mark = {"ok": "ok", "refused": "refused†", "failed": "**FAILED**‡", "timeout": "timeout§"}
     return f"{mark[verb['status']]} {verb['seconds']:.0f} s ({verb['cpu_seconds']:.0f})"
 
 
@@ -433,7 +433,7 @@ def markdown(rows: list[dict]) -> str:
             f"| {row['model']} | " + " | ".join(cell(v) for v in row["verbs"].values()) + " |"
         )
         for verb, v in row["verbs"].items():
-            if v["status"] in ("refused", "failed"):
+            if v["status"] in ("refused", "failed", "timeout"):
                 notes.append(f"- {row['model']} / {verb} ({v['status']}): {v['reason']}")
     lines += ["", "| model | nodes in | onnxsmith optimize | onnxslim | int8 vs fp32 "
               f"| pruned {UNSTRUCTURED_SPARSITY:.0%} vs fp32 "
@@ -454,17 +454,22 @@ def markdown(rows: list[dict]) -> str:
         )
     legend = (
         "Each cell: status, wall seconds (CPU seconds of the verb's process). † a documented "
-        "refusal; ‡ a failure. The one-line reasons:"
+        "refusal; ‡ a failure; § stopped at the per-verb wall-time limit (compare its CPU "
+        "seconds with the wall time: on a loaded machine most of the wait was for a core). "
+        "The one-line reasons:"
     )
     return "\n".join([*lines, "", legend, "", *notes, ""])
 
 
 def reclassified(rows: list[dict]) -> list[dict]:
-    """Rows of an earlier run with refusals recognized by today's REFUSALS."""
+    """Rows of an earlier run classified as today's `run_cli` would."""
     for row in rows:
         for verb in row.get("verbs", {}).values():
             if verb["status"] == "failed" and REFUSALS.search(verb["reason"]):
                 verb["status"] = "refused"
+            if verb["status"] == "failed" and verb["reason"].startswith("timed out after"):
+                verb["status"] = "timeout"
+                verb["reason"] = verb["reason"].replace("timed out after", "stopped at the")
     return rows
 
 
@@ -494,7 +499,9 @@ def main() -> None:
         sweep, out=args.out, calib=args.calib, held_out=args.eval, timeout=args.timeout
     )
     with ProcessPoolExecutor(args.jobs) as pool:
-        for row in pool.map(work, chosen):  # written as they come: a long sweep keeps its rows
+        futures = [pool.submit(work, model) for model in chosen]
+        for future in as_completed(futures):  # written as they come: a long sweep keeps its rows
+            row = future.result()
             rows[row["model"]] = row
             done = [rows[m.name] for m in MODELS if m.name in rows]
             (args.out / "zoo.json").write_text(json.dumps(done, indent=1))

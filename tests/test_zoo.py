@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+sys.path.append(str(Path(__file__).parents[1] / "bench"))  # bench/zoo_models.py, bench/zoo.py
 from onnxsmith.runtime.session import create_session
 from zoo import REFUSALS, VERBS, Workspace, verb_args
 from zoo_models import ZOO, ZooMissing, ZooModel, resolve, write_feeds
