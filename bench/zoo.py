@@ -45,10 +45,10 @@ VERBS = (
     "serve-ort",
 )
 # Documented refusals: the verb decided, on purpose, that it should write nothing, and says why
-# and what to do instead (int8 slower than fp32 here; nothing to prune; already int8).
+# and what to do instead (int8 slower than fp32 here; nothing to prune or quantize; already int8).
 REFUSALS = re.compile(
     r"not faster|no int8 mode runs faster|x the fp32 latency|nothing prunable"
-    r"|no Conv/Gemm/MatMul layer with a constant weight|is already quantized"
+    r"|no Conv/Gemm/MatMul layer with a constant weight|is already quantized|no quantizable ops"
 )
 UNSTRUCTURED_SPARSITY = 0.5
 STRUCTURED_SPARSITY = 0.3

@@ -35,7 +35,16 @@ pytestmark = pytest.mark.models
 
 # Failures of today's code that another change fixes (issue 15, part 3); strict=False so the
 # marks can be removed once the fix lands.
-KNOWN: dict[tuple[str, str], str] = {}
+ALLOWZERO = (
+    "the cleanup writes Reshape's allowzero (opset 14) into this opset-12 graph and ORT refuses "
+    "the result (issue 15, part 3)"
+)
+KNOWN: dict[tuple[str, str], str] = {
+    ("ddddocr-rec", "optimize"): ALLOWZERO,
+    ("ddddocr-rec", "prune-structured"): ALLOWZERO,
+    ("ddddocr-rec", "quantize"): ALLOWZERO,
+    ("ddddocr-rec-int8", "optimize"): ALLOWZERO,
+}
 
 
 @pytest.fixture(scope="module")
