@@ -132,7 +132,8 @@ def run_cli(args: Sequence[str], timeout: float) -> Outcome:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         seconds, cpu = time.perf_counter() - start, cpu_of_children() - before
-        return Outcome("timeout", seconds, cpu, f"stopped at the {timeout:.0f} s limit")
+        reason = f"stopped at the {timeout:.0f} s wall-time limit after {cpu:.0f} s of CPU"
+        return Outcome("timeout", seconds, cpu, reason)
     seconds, cpu = time.perf_counter() - start, cpu_of_children() - before
     shown = "onnxsmith " + " ".join(args)
     if done.returncode == 0:
@@ -468,8 +469,12 @@ def reclassified(rows: list[dict]) -> list[dict]:
             if verb["status"] == "failed" and REFUSALS.search(verb["reason"]):
                 verb["status"] = "refused"
             if verb["status"] == "failed" and verb["reason"].startswith("timed out after"):
+                limit = verb["reason"].removeprefix("timed out after ")
                 verb["status"] = "timeout"
-                verb["reason"] = verb["reason"].replace("timed out after", "stopped at the")
+                verb["reason"] = (
+                    f"stopped at the {limit} wall-time limit after {verb['cpu_seconds']:.0f} s "
+                    "of CPU"
+                )
     return rows
 
 
