@@ -150,6 +150,7 @@ def run_cli(args: Sequence[str], timeout: float) -> Outcome:
 
 
 def cpu_of_children() -> float:
+    """User + system seconds of every child process waited for so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -202,6 +203,7 @@ def detections_f1(reference: list, candidate: list, iou: float = 0.5) -> float:
 
 
 def xyxy(centre_size: np.ndarray) -> np.ndarray:
+    """(cx, cy, w, h, ...) rows → (x1, y1, x2, y2)."""
     half = centre_size[:, 2:4] / 2
     return np.concatenate([centre_size[:, :2] - half, centre_size[:, :2] + half], axis=1)
 
@@ -256,12 +258,14 @@ DETECTORS: dict[str, Callable] = {
 
 
 def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Sentence embeddings: hidden states averaged over real tokens, unit length."""
     weights = mask[..., None].astype(np.float64)
     pooled = (hidden * weights).sum(1) / weights.sum(1)
     return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
 
 def nearest(embeddings: np.ndarray) -> np.ndarray:
+    """Index of each row's most similar other row."""
     similarity = embeddings @ embeddings.T
     np.fill_diagonal(similarity, -np.inf)
     return similarity.argmax(1)
@@ -304,6 +308,7 @@ def fidelity(task: str, feeds: list, reference: list, candidate: list) -> str:
 
 
 def outputs(path: Path, feeds: list) -> list:
+    """Every output of `path` on each feed."""
     from onnxsmith.runtime.session import create_session
 
     session = create_session(path)

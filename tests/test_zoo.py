@@ -79,6 +79,7 @@ def runnable(path: Path, feed: dict[str, np.ndarray], like: list[np.ndarray]) ->
 
 
 def written_model(verb: str, output: Path) -> Path:
+    """The model file inside what `verb` wrote."""
     if verb == "serve-triton":
         return output / "zoo" / "1" / "model.onnx"
     if verb == "serve-ort":
