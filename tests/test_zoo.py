@@ -5,8 +5,9 @@ Each verb must exit ok or with a documented refusal (quantize's "not faster here
 Runtime on a real feed with outputs of the original's shapes. Fidelity and timings are not
 asserted here: `bench/zoo.py` measures them on larger real data.
 
-Smallest honest settings, to keep the file near 3 minutes on 2 cores (the full sweep, with each
-verb's defaults, is bench/zoo.py): 3 calibration feeds and 1 eval feed per model; prune and
+Smallest honest settings (the full sweep, with each verb's defaults, is bench/zoo.py); the 108
+cases took about 400 s of CPU in all on a shared 2-core machine, a quarter of it MiniLM's export,
+so expect 3–5 minutes on an idle one: 3 calibration feeds and 1 eval feed per model; prune and
 quantize time with `--timing-seconds 0.3`; structured prune with `--no-measure` (no per-group
 timing, so every group is pruned) and `--criterion activation --no-compensation` (the calibration
 feeds rank the channels; the sequential least-squares refit, minutes on the larger models
@@ -44,6 +45,10 @@ KNOWN: dict[tuple[str, str], str] = {
     ("ddddocr-rec", "prune-structured"): ALLOWZERO,
     ("ddddocr-rec", "quantize"): ALLOWZERO,
     ("ddddocr-rec-int8", "optimize"): ALLOWZERO,
+    # Found by this test, not in issue 15's list: with --method minmax --no-smoothquant
+    # --no-latency-aware, InsertQdqPass fails "[ShapeInferenceError] Inferred shape and existing
+    # shape differ in rank: (1) vs (0)" (the defaults, in bench/zoo.py, succeed).
+    ("minilm", "quantize"): "InsertQdqPass shape-inference rank mismatch on MiniLM (new bug)",
 }
 
 
