@@ -95,8 +95,10 @@ def main() -> None:
     ensemble = float((np.mean(probs, 0).argmax(1) == y_test).mean())
     print(f"teachers: {[f'{accuracy(t, x_test, y_test):.2%}' for t in teachers]}")
     print(f"ensemble: {ensemble:.2%}")
-    variants = {"distilled (defaults)": [], "labels (--labels --alpha 0)": ["--labels", str(labels),
-                                                                         "--alpha", "0"]}
+    variants = {
+        "distilled (defaults)": [],
+        "labels (--labels --alpha 0)": ["--labels", str(labels), "--alpha", "0"],
+    }
     results: dict[str, list[dict[str, object]]] = {}
     for name, extra in variants.items():
         for seed in range(args.seeds):

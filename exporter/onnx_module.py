@@ -74,6 +74,7 @@ class OnnxModule(torch.nn.Module):
         }
         self.input_names = [v.name or "" for v in graph.inputs if v.name not in graph.initializers]
         self.output_names = [v.name or "" for v in graph.outputs]
+        self.returned = list(self.output_names)  # what forward returns
         self.nodes = [
             (
                 n.op_type,
@@ -86,7 +87,7 @@ class OnnxModule(torch.nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         values = self.run(inputs)
-        return tuple(values[name] for name in self.output_names)
+        return tuple(values[name] for name in self.returned)
 
     def run(self, inputs: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every value of the graph for `inputs` (given in the graph's input order)."""
@@ -162,9 +163,9 @@ def check_conversion(
     for feed in feeds:
         expected = run(session, dict(feed), module.label)
         with torch.no_grad():
-            got = module(*(torch.from_numpy(np.asarray(feed[n])) for n in module.input_names))
-        for name, want, have in zip(module.output_names, expected, got, strict=True):
-            error = _error(want, have.numpy())
+            got = module.run(_tensors(feed, module.input_names))
+        for name, want in zip(module.output_names, expected, strict=True):
+            error = _error(want, got[name].numpy())
             worst = max(worst, error)
             if error > 1.0:
                 culprits = _first_disagreements(model, module, feed)
@@ -174,6 +175,10 @@ def check_conversion(
                     "with the model"
                 )
     return worst
+
+
+def _tensors(feed: Mapping[str, np.ndarray], names: Sequence[str]) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.asarray(feed[n])) for n in names]
 
 
 def _error(want: np.ndarray, have: np.ndarray) -> float:
@@ -201,7 +206,9 @@ def _first_disagreements(
     session = create_session(probe)
     ort_values = dict(zip(names, run(session, dict(feed), module.label), strict=True))
     with torch.no_grad():
-        torch_values = module.run([torch.from_numpy(np.asarray(feed[n])) for n in module.input_names])
+        torch_values = module.run(
+            [torch.from_numpy(np.asarray(feed[n])) for n in module.input_names]
+        )
     bad = set()
     found = []
     for op_type, inputs, node_outputs, _ in module.nodes:

@@ -237,11 +237,7 @@ def _reduce(fn: Callable[..., Tensor], opset_axes_input: int) -> Callable[[int],
         def reduce(inputs: Sequence[Tensor | None], attrs: Attrs) -> list[Tensor]:
             x = inputs[0]
             assert x is not None
-            axes = (
-                _axes(inputs, attrs, 1)
-                if opset >= opset_axes_input
-                else attrs.get("axes")
-            )
+            axes = _axes(inputs, attrs, 1) if opset >= opset_axes_input else attrs.get("axes")
             keep = bool(attrs.get("keepdims", 1))
             if not axes:
                 axes = list(range(x.ndim))
