@@ -58,8 +58,9 @@ class OnnxModule(torch.nn.Module):
         )
         if unsupported:
             raise ExportError(
-                f"{label}: ops {name_list(unsupported)} cannot be trained in torch yet — the "
-                f"ONNX student may use {name_list(SUPPORTED, 60)}"
+                f"{label}: ops {name_list(unsupported)} cannot be trained in torch yet — "
+                f"{len(SUPPORTED)} ops can (convolutions, pooling, Resize, Gemm/MatMul, "
+                "activations, elementwise and shape ops; see onnxsmith.exporter.onnx_ops)"
             )
         trainable = _trainable_names(graph)
         self.names = sorted(trainable)

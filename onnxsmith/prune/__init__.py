@@ -37,6 +37,8 @@ from onnxsmith.prune.result import (
     Agreement,
     PruneOptions,
     PruneReport,
+    Recover,
+    Recovery,
     SweepPoint,
 )
 from onnxsmith.prune.speed import GroupSpeed, measure_group_speed
@@ -63,8 +65,12 @@ def prune_file(
     calib: str | Path | None = None,
     report: str | Path | None = None,
     external_data: bool | None = None,
+    recover: Recover | None = None,
 ) -> PruneReport:
     """Prunes `source` into `output`; nothing is written when any step fails.
+
+    With `recover` (structured only), the pruned model is trained back towards the original
+    before it is measured and written; fidelity and latency are measured before and after.
 
     Raises:
         UsageError: an option is invalid (bad sparsity, unknown op, criterion or node name).
@@ -75,8 +81,16 @@ def prune_file(
         raise UsageError(f"prune: --report {report} is a file — pass a folder")
     model = load_model(source)
     feeds = _calib_feeds(model, calib)
-    pruned, result = prune_model(model, options, feeds, sweep=report is not None)
-    record_step(pruned, "prune", options.as_dict() | {"calib": str(calib) if calib else None})
+    pruned, result = prune_model(model, options, feeds, sweep=report is not None, recover=recover)
+    recorded = options.as_dict() | {"calib": str(calib) if calib else None}
+    if result.recovery is not None:
+        recorded["recovery"] = result.recovery.training | {
+            "agreement_before": dataclasses.asdict(result.recovery.before),
+            "agreement_after": dataclasses.asdict(result.agreement),
+            "latency_before": result.recovery.latency_before[0],
+            "latency_after": result.latency[0],
+        }
+    record_step(pruned, "prune", recorded)
     save_model(pruned, output, external_data=external_data, inputs=[source])
     if report is not None:
         from onnxsmith.prune.report import write_report
@@ -91,9 +105,18 @@ def prune_model(
     calib: Sequence[Feed] = (),
     *,
     sweep: bool = False,
+    recover: Recover | None = None,
 ) -> tuple[ir.Model, PruneReport]:
-    """Prunes a copy of `model` (which is left untouched) and measures the result."""
+    """Prunes a copy of `model` (which is left untouched) and measures the result.
+
+    `recover` (structured only) trains the pruned model back towards the original; the
+    report then holds the fidelity and latency measured before and after it.
+    """
     options.validate(bool(calib))
+    if recover is not None and not options.structured:
+        raise UsageError(
+            "prune: --recover trains the channels structured pruning keeps — add --structured"
+        )
     _check_exclude(model, options.exclude)
     original = _copy(model)
     working = _copy(model)
@@ -121,6 +144,18 @@ def prune_model(
     else:
         outcome = _unstructured(working, options, calib, notes)
     check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
+    recovery = None
+    if recover is not None:
+        before = _agreement(original, outcome.model, check)
+        latency_before, _ = _latency(original, outcome.model, sample, options)
+        recovered, summary = recover(original, outcome.model)
+        outcome = dataclasses.replace(outcome, model=recovered)
+        recovery = Recovery(before, latency_before, summary)
+        notes.append(
+            "--recover trained the pruned model towards the original's outputs; fidelity "
+            "here is measured on calibration feeds, which may be among its training inputs — "
+            "measure on held-out inputs for an unbiased number"
+        )
     agreement = _agreement(original, outcome.model, check)
     latency, medians = _latency(original, outcome.model, sample, options)
     points = _sweep(reference, original, options, calib, outcome, sample) if sweep else []
@@ -144,6 +179,7 @@ def prune_model(
         weights=(weight_bytes(original), weight_bytes(outcome.model)),
         sweep=points,
         notes=notes,
+        recovery=recovery,
     )
     return outcome.model, report
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
+
+import onnx_ir as ir
 
 from onnxsmith.errors import UsageError, name_list
 from onnxsmith.passes.prune import CRITERIA, PRUNABLE_OPS, SCOPES, GroupDecision
 from onnxsmith.prune.speed import GroupSpeed
 
 DEFAULT_OPS = ("Conv", "Gemm", "MatMul")
+# (original, pruned) -> (recovered, summary): trains the pruned model back towards the original.
+# The CLI passes `exporter.recover.recover_pruned` (torch), so this verb never imports torch.
+Recover = Callable[[ir.Model, ir.Model], tuple[ir.Model, dict[str, Any]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +104,15 @@ class SweepPoint:
 
 
 @dataclasses.dataclass(frozen=True)
+class Recovery:
+    """`--recover`: the pruned model's fidelity before training, and the training summary."""
+
+    before: Agreement
+    latency_before: tuple[float, float, float]
+    training: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class PruneReport:
     """What `prune` did, measured."""
 
@@ -120,6 +135,7 @@ class PruneReport:
     weights: tuple[int, int]
     sweep: list[SweepPoint]
     notes: list[str]
+    recovery: Recovery | None = None  # --recover: fidelity before it and how training went
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
