@@ -26,11 +26,12 @@ DEFAULT_TIME_BUDGET = 300.0  # seconds of training: `--recover` stays under 10 m
 
 @dataclasses.dataclass(frozen=True)
 class RecoverSettings:
-    """What `--recover` is told: the data, the time budget, the seed."""
+    """What `--recover` is told: the data, the time budget, the seed, an epoch cap."""
 
     data: Path
     time_budget: float = DEFAULT_TIME_BUDGET
     seed: int = 0
+    epochs: int | None = None  # None: until the held-out loss stops improving
 
 
 def recover_pruned(
@@ -46,7 +47,9 @@ def recover_pruned(
             or the written-back weights disagree with ONNX Runtime.
         DataError: the data does not fit the model.
     """
-    config = DistillConfig(loss="mse", seed=settings.seed, time_budget=settings.time_budget)
+    config = DistillConfig(
+        loss="mse", seed=settings.seed, time_budget=settings.time_budget, epochs=settings.epochs
+    )
     with tempfile.TemporaryDirectory(prefix="onnxsmith-recover-") as folder:
         work = Path(folder)
         teacher = save_model(original, work / "original.onnx")

@@ -36,7 +36,7 @@ MAX_EPOCHS = 1000
 LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
 LR_LIMITS = (1e-4, 3e-2)  # what the range test may pick: Adam's sane interval
 LR_RANGE_STEPS = 60
-MIN_IMPROVEMENT = 1e-4  # relative; smaller changes of the watched metric are noise
+MIN_IMPROVEMENT = 1e-3  # relative; smaller changes of the watched metric are noise
 
 
 @dataclasses.dataclass(frozen=True)
