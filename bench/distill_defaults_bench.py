@@ -114,12 +114,12 @@ def main() -> None:
                 {
                     "accuracy": accuracy(out, x_test, y_test),
                     "epochs": len(report["history"]),
-                    "stopped": report["stop_reason"] if "stop_reason" in report else None,
+                    "stopped": report.get("stop_reason", None),
                     "seconds": round(time.perf_counter() - start, 1),
                     "command": "onnxsmith " + " ".join(argv),
                 }
             )
-    print(f"\n| model | test accuracy | epochs | wall s |\n|---|---:|---:|---:|")
+    print("\n| model | test accuracy | epochs | wall s |\n|---|---:|---:|---:|")
     print(f"| ensemble of 3 | {ensemble:.2%} | - | - |")
     for name, runs in results.items():
         scores = np.array([r["accuracy"] for r in runs])

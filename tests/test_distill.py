@@ -107,7 +107,7 @@ def test_early_stopping_keeps_the_starting_weights_when_nothing_improves(tmp_pat
 
 def test_training_runs_until_the_held_out_loss_stops_improving(tmp_path):
     config = DistillConfig(patience=3, batch_size=32)  # no --epochs, no --lr: the defaults
-    train, evaluation = _splits(tmp_path, config, eval_labels=False)
+    train, _ = _splits(tmp_path, config, eval_labels=False)
     train, held = hold_out(train, 0.1, seed=0)
     torch.manual_seed(0)
     training = train_student(
@@ -138,7 +138,7 @@ def test_hold_out_is_a_seeded_disjoint_tenth(tmp_path):
     config = DistillConfig()
     train, _ = _splits(tmp_path, config)
     kept, held = hold_out(train, 0.1, seed=3)
-    again, held_again = hold_out(train, 0.1, seed=3)
+    _, held_again = hold_out(train, 0.1, seed=3)
     _, other = hold_out(train, 0.1, seed=4)
     assert len(held) == 20 and len(kept) == 180
     assert not set(kept.rows) & set(held.rows) and len(set(kept.rows) | set(held.rows)) == 200
