@@ -3,8 +3,11 @@
 PP-OCR direction classifier (rapidocr-onnxruntime's ch_ppocr_mobile_v2.0_cls_infer.onnx) on
 text lines rendered with the system DejaVu fonts, half of them rotated 180°, preprocessed as
 rapidocr does (height 48, width ≤ 192, zero padding, (x/255 − 0.5)/0.5). Calibration and
-recovery data: `--lines` lines; fidelity: top-1 agreement with the fp32 model on `--eval`
-other lines (other words, other seed), so the number is not measured on training inputs.
+recovery data (`--recover-data`): `--lines` lines; calibration of the least-squares refit
+(`--calib`): the first `--calib-lines` of them (the sequential refit runs the model once per
+layer level over every calibration feed, so it wants few); fidelity: top-1 agreement with
+the fp32 model on `--eval` other lines (other words, other seed), so it is not measured on
+training inputs.
 Latency: fp32, pruned, and pruned + recovered sessions interleaved on one line (batch 1).
 
     .venv/bin/python -P bench/recover_bench.py [--sparsity 0.3] [--lines 1000] [--eval 400]
@@ -147,19 +150,25 @@ def top1(path: Path, inputs: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sparsity", type=float, default=0.3)
-    parser.add_argument("--lines", type=int, default=1000, help="calibration/recovery lines")
+    parser.add_argument("--lines", type=int, default=1000, help="recovery lines")
+    parser.add_argument("--calib-lines", type=int, default=128, help="calibration lines")
     parser.add_argument("--eval", type=int, default=400, help="held-out lines for fidelity")
     parser.add_argument("--runs", type=int, default=300, help="interleaved timing rounds")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     model = MODELS / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
-    calib = write_feeds(OUT / "cls_calib", lines(args.lines, 0, WORDS[: len(WORDS) // 2 + 10]))
+    train = lines(args.lines, 0, WORDS[: len(WORDS) // 2 + 10])
+    calib = write_feeds(OUT / "cls_calib", train[: args.calib_lines])
+    recover_data = write_feeds(OUT / "cls_recover", train, per_file=50)
     evaluation = lines(args.eval, 1, WORDS[len(WORDS) // 2 :])
     reference = top1(model, evaluation)
     truth = np.arange(args.eval) % 2  # class 1 is "180°"
     base = ["prune", str(model), "--structured", "--sparsity", str(args.sparsity),
             "--calib", str(calib)]  # fmt: skip
-    variants = {"pruned": [], "pruned + --recover": ["--recover"]}
+    variants = {
+        "pruned": [],
+        "pruned + --recover": ["--recover", "--recover-data", str(recover_data)],
+    }
     paths, rows = {}, {}
     for name, extra in variants.items():
         out = OUT / f"cls.{name.split()[-1].strip('-')}.onnx"
