@@ -176,6 +176,7 @@ def test_recover_brings_the_pruned_model_back_towards_the_original(tmp_path):
     assert steps[0]["options"]["recovery"]["epochs"] == 10
 
 
+@pytest.mark.slow  # the report's sweep prunes 7 more times
 def test_prune_recover_cli_reports_before_and_after(cli, tmp_path):
     model = tiny_cnn(tmp_path / "m.onnx")
     calib = write_data(tmp_path / "calib", digits(64))
@@ -183,6 +184,7 @@ def test_prune_recover_cli_reports_before_and_after(cli, tmp_path):
         "prune", model, "-o", tmp_path / "p.onnx", "--structured", "--sparsity", "0.5",
         "--channel-multiple", "4", "--no-measure", "--timing-seconds", "0.2", "--calib", calib,
         "--recover", "--time-budget", "2", "--json", tmp_path / "r.json",
+        "--report", tmp_path / "rep",
     )  # fmt: skip
     assert code == 0, err
     training = json.loads((tmp_path / "r.json").read_text())["recovery"]["training"]
@@ -190,6 +192,8 @@ def test_prune_recover_cli_reports_before_and_after(cli, tmp_path):
     text = " ".join(stdout.split())  # rich wraps long lines
     assert f"recover: {training['epochs']} epochs" in text and "before it: latency" in text
     assert "recover epoch 1 " in text  # progress per epoch
+    markdown = (tmp_path / "rep" / "report.md").read_text()
+    assert "- --recover: " in markdown and "- before --recover: cosine" in markdown
 
 
 @pytest.mark.parametrize(
