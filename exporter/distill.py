@@ -159,6 +159,7 @@ def distill(
     ensemble = load_teachers(teachers, weights=weights, output=teacher_output)
     kind = "probabilities" if config.loss == "kl" else "raw"
     train = _split(ensemble, data, labels, work / "train", kind, config, "training data")
+    evaluation: Split | None
     if eval_data is not None:
         evaluation = _split(ensemble, eval_data, eval_labels, work / "eval", kind, config, "eval")
     else:
