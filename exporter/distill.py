@@ -176,7 +176,6 @@ def distill(
             config,
             checkpoint=work / "best.pt",
             watch_loss=eval_data is None,
-            pretrained=onnx_student is not None,
             on_step=on_step,
             on_epoch=on_epoch,
         )

@@ -35,9 +35,6 @@ LOSSES = ("kl", "mse", "cosine")
 MAX_EPOCHS = 1000
 LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
 LR_LIMITS = (1e-4, 3e-2)  # what the range test may pick: Adam's sane interval
-# A pretrained student (an ONNX file, a pruned model) is fine-tuned: a rate that suits training
-# from scratch undoes what it knows in the first steps.
-FINE_TUNE_LR_LIMITS = (1e-5, 1e-3)
 LR_RANGE_STEPS = 60
 MIN_IMPROVEMENT = 1e-3  # relative; smaller changes of the watched metric are noise
 
@@ -189,7 +186,6 @@ def train_student(
     *,
     checkpoint: Path,
     watch_loss: bool = False,
-    pretrained: bool = False,
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> Training:
@@ -198,8 +194,6 @@ def train_student(
     Args:
         watch_loss: stop on the distillation loss of `evaluation` (a held-out part of the
             training data) instead of its accuracy / agreement / cosine.
-        pretrained: the student starts from trained weights: the range test picks within
-            `FINE_TUNE_LR_LIMITS`.
     """
     parameters = [p for p in student.parameters() if p.requires_grad]
     if not parameters:
@@ -216,8 +210,7 @@ def train_student(
         if config.lr is not None:
             lr, source = config.lr, "given by --lr"
         else:
-            limits = FINE_TUNE_LR_LIMITS if pretrained else LR_LIMITS
-            lr = find_lr(student, train, input_names, config, limits)
+            lr = find_lr(student, train, input_names, config)
             source = "picked by a learning-rate range test"
         optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
         generator = torch.Generator().manual_seed(config.seed)
@@ -296,11 +289,7 @@ def _step(
 
 
 def find_lr(
-    student: torch.nn.Module,
-    train: Split,
-    input_names: Sequence[str],
-    config: DistillConfig,
-    limits: tuple[float, float] = LR_LIMITS,
+    student: torch.nn.Module, train: Split, input_names: Sequence[str], config: DistillConfig
 ) -> float:
     """A tenth of the rate at which the smoothed loss of a short exponential sweep is lowest.
 
@@ -334,9 +323,9 @@ def find_lr(
             break
     student.load_state_dict(state)
     if not rates:
-        return limits[0]
+        return LR_LIMITS[0]
     best = rates[int(np.argmin(smoothed))] / 10
-    return float(min(max(best, limits[0]), limits[1]))
+    return float(min(max(best, LR_LIMITS[0]), LR_LIMITS[1]))
 
 
 def _watch(
