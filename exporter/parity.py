@@ -245,7 +245,11 @@ def _shape_note(
         return f"shape {got} but torch gives {want}"
     if declared is None:
         return ""
-    expected = [d if isinstance(d, int) else bindings.get(d.value or "") for d in declared]
+    # A negative declared dim (Paddle's exporter writes -1) is as unknown as a symbolic one.
+    expected = [
+        (d if d >= 0 else None) if isinstance(d, int) else bindings.get(d.value or "")
+        for d in declared
+    ]
     if len(expected) != len(got) or any(
         e is not None and e != g for e, g in zip(expected, got, strict=False)
     ):

@@ -15,13 +15,13 @@ torch = pytest.importorskip("torch")
 
 import torch_models as zoo  # noqa: E402
 from distill_data import make_task  # noqa: E402
-from onnxsmith.exporter.distill import (  # noqa: E402
+from onnxsmith.exporter.distill import _split, distill  # noqa: E402
+from onnxsmith.exporter.teacher_outputs import load_teachers  # noqa: E402
+from onnxsmith.exporter.training import (  # noqa: E402
     DistillConfig,
-    _split,
-    distill,
+    hold_out,
     train_student,
 )
-from onnxsmith.exporter.teacher_outputs import load_teachers  # noqa: E402
 
 from onnxsmith.io import load_model  # noqa: E402
 
@@ -45,6 +45,7 @@ def test_student_learns_the_ensemble_well_beyond_chance(cli, tmp_path):
     assert rows["student"]["accuracy"] > 0.6 and rows["student"]["agreement"] > 0.6
     assert rows["ensemble"]["accuracy"] >= max(rows["t0.onnx"]["accuracy"], 0.7)
     assert report["metric"] == "accuracy" and report["evaluated_on"] == "eval"
+    assert report["stop_reason"] == "reached --epochs 6"
     assert report["export"]["parity"]["passed"]
     assert report["latency_ratio"] is not None
     model = load_model(out)
@@ -77,24 +78,73 @@ def test_same_seed_same_student_other_seed_another(tmp_path):
     assert not all(np.array_equal(runs[0][k], runs[2][k]) for k in runs[0])
 
 
-def test_early_stopping_restores_the_best_epoch(tmp_path):
+def _splits(tmp_path, config, eval_labels=True):
     teachers, dirs, _ = make_task(tmp_path, train=200)
     ensemble = load_teachers(teachers)
-    config = DistillConfig(epochs=10, lr=1e-9, patience=2)  # nothing improves after epoch 1
     train = _split(ensemble, dirs["train"], None, tmp_path / "w", "probabilities", config, "t")
+    labels = dirs["eval_labels"] if eval_labels else None
     evaluation = _split(
-        ensemble, dirs["eval"], dirs["eval_labels"], tmp_path / "e", "probabilities", config, "e"
+        ensemble, dirs["eval"], labels, tmp_path / "e", "probabilities", config, "e"
     )
+    return train, evaluation
+
+
+def test_early_stopping_keeps_the_starting_weights_when_nothing_improves(tmp_path):
+    config = DistillConfig(epochs=10, lr=1e-9, patience=2)  # too small a step to change argmax
+    train, evaluation = _splits(tmp_path, config)
     torch.manual_seed(0)
     student = zoo.Mlp()
-    history, best, stopped = train_student(
+    start = {k: v.clone() for k, v in student.state_dict().items()}
+    training = train_student(
         student, train, evaluation, ["x"], config, checkpoint=tmp_path / "best.pt"
     )
-    assert stopped and best == 1 and len(history) == 3
-    assert [e.best for e in history] == [True, False, False]
-    saved = torch.load(tmp_path / "best.pt", weights_only=True)
-    assert all(torch.equal(saved[k], v) for k, v in student.state_dict().items())
+    assert training.best_epoch == 0 and len(training.history) == 2
+    assert training.stopped_early and "for 2 epochs" in training.stop_reason
+    assert [e.best for e in training.history] == [False, False]
+    assert all(torch.equal(start[k], v) for k, v in student.state_dict().items())
     assert not student.training
+
+
+def test_training_runs_until_the_held_out_loss_stops_improving(tmp_path):
+    config = DistillConfig(patience=3, batch_size=32)  # no --epochs, no --lr: the defaults
+    train, _ = _splits(tmp_path, config, eval_labels=False)
+    train, held = hold_out(train, 0.1, seed=0)
+    torch.manual_seed(0)
+    training = train_student(
+        zoo.Mlp(), train, held, ["x"], config, checkpoint=tmp_path / "b.pt", watch_loss=True
+    )
+    history = training.history
+    assert training.metric == "held-out loss" and training.lr_source.startswith("picked")
+    assert 1e-4 <= training.lr <= 3e-2
+    # It stopped because the held-out loss stalled: the best epoch is `patience` from the end,
+    # every later epoch is no better, and the kept epoch has the lowest held-out loss.
+    assert training.stop_reason == "no improvement of the held-out loss for 3 epochs"
+    assert training.best_epoch == len(history) - 3 and not any(e.best for e in history[-3:])
+    assert history[training.best_epoch - 1].metric == min(e.metric for e in history)
+    assert len(history) > 6  # well past the few epochs a fixed small default would give
+
+
+def test_time_budget_ends_training_and_says_so(tmp_path):
+    config = DistillConfig(lr=0.01, time_budget=1e-6)
+    train, evaluation = _splits(tmp_path, config)
+    torch.manual_seed(0)
+    training = train_student(
+        zoo.Mlp(), train, evaluation, ["x"], config, checkpoint=tmp_path / "b.pt"
+    )
+    assert len(training.history) == 1 and training.stop_reason == "time budget of 1e-06 s spent"
+
+
+def test_hold_out_is_a_seeded_disjoint_tenth(tmp_path):
+    config = DistillConfig()
+    train, _ = _splits(tmp_path, config)
+    kept, held = hold_out(train, 0.1, seed=3)
+    _, held_again = hold_out(train, 0.1, seed=3)
+    _, other = hold_out(train, 0.1, seed=4)
+    assert len(held) == 20 and len(kept) == 180
+    assert not set(kept.rows) & set(held.rows) and len(set(kept.rows) | set(held.rows)) == 200
+    assert np.array_equal(held.rows, held_again.rows) and not np.array_equal(held.rows, other.rows)
+    unchanged, none = hold_out(train, 0.0, seed=3)  # --holdout 0: the training loss is watched
+    assert unchanged is train and none is None
 
 
 def test_cosine_loss_for_embedding_teachers(tmp_path):
@@ -103,7 +153,7 @@ def test_cosine_loss_for_embedding_teachers(tmp_path):
         teachers, STUDENT, dirs["train"], tmp_path / "emb.onnx", eval_data=dirs["eval"],
         config=DistillConfig(loss="cosine", epochs=8, lr=0.01, batch_size=32), latency_runs=0,
     )  # fmt: skip
-    assert report.metric == "cosine"
+    assert report.training.metric == "cosine"
     assert report.history[-1].loss < report.history[0].loss
     student = report.rows[-1]
     assert student.accuracy is None and student.agreement is not None

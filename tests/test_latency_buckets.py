@@ -83,15 +83,17 @@ def test_overall_ratio_weights_buckets_by_their_share_of_the_eval_set():
     latency = _latency(timing, 2)
     assert latency.vs_prepared[0] == pytest.approx((4 + 15) / (5 + 10), rel=0.01)
     assert [b.verdict for b in latency.buckets] == ["faster", "slower"]
-    assert latency.verdict == "slower" and "slower on this machine" in _not_faster(latency)
+    assert latency.verdict == "slower" and "slower on this machine" in _not_faster(
+        latency, "this machine"
+    )
 
 
 def test_a_model_faster_overall_but_slower_on_one_bucket_is_not_shipped():
     latency = _latency(synthetic([10.0, 10.0], [7.0, 11.0], [0.75, 0.25]), 2)
     assert latency.verdict == "faster"  # 0.75·0.7 + 0.25·1.1 = 0.8
     assert [b.label for b in latency.slower_buckets()] == ["b1"]
-    assert "but slower on b1 1.1" in _not_faster(latency)
-    assert _not_faster(_latency(synthetic([10.0], [7.0], [1.0]), 2)) == ""
+    assert "but slower on b1 1.1" in _not_faster(latency, "this machine")
+    assert _not_faster(_latency(synthetic([10.0], [7.0], [1.0]), 2), "this machine") == ""
 
 
 def test_equal_models_end_as_no_measurable_gain_when_the_budget_is_spent():

@@ -1,4 +1,4 @@
-"""`onnxsmith distill`: ONNX teacher(s) → a small PyTorch student → ONNX, with a comparison.
+"""`onnxsmith distill`: ONNX teacher(s) → a small student (PyTorch or ONNX) → ONNX, compared.
 
 torch-side code is imported inside `run`, so the CLI works without torch installed.
 """
@@ -21,7 +21,7 @@ from onnxsmith.errors import UsageError
 if TYPE_CHECKING:
     from onnxsmith.exporter.distill import DistillReport, EpochStats
 
-HELP = "distill one ONNX teacher or an ensemble into a small PyTorch student, exported to ONNX"
+HELP = "distill one ONNX teacher or an ensemble into a small student (PyTorch or ONNX) → ONNX"
 EXAMPLE = (
     "onnxsmith distill t1.onnx t2.onnx t3.onnx --student student.py:build --data train/ "
     "--labels train_labels/ --eval val/ --eval-labels val_labels/ -o student.onnx"
@@ -30,11 +30,19 @@ EXAMPLE = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("teachers", nargs="+", help="teacher .onnx files (an ensemble if several)")
-    parser.add_argument("--student", required=True, help="FILE.py:FACTORY or module:FACTORY")
+    parser.add_argument(
+        "--student",
+        required=True,
+        help="FILE.py:FACTORY, module:FACTORY, or STUDENT.onnx (trained from its weights)",
+    )
     parser.add_argument("--data", required=True, help="training data dir (.npz per feed)")
     parser.add_argument("-o", "--output", required=True, help="the student .onnx to write")
     parser.add_argument("--labels", help="dir with one .npz (key 'label') per data file")
-    parser.add_argument("--eval", dest="eval_data", help="eval data dir (early stopping)")
+    parser.add_argument(
+        "--eval",
+        dest="eval_data",
+        help="eval data dir for early stopping (default: hold out --holdout of --data)",
+    )
     parser.add_argument("--eval-labels", help="labels for --eval (metric: accuracy)")
     parser.add_argument("--temperature", type=float, default=4.0, help="softmax T (default 4)")
     parser.add_argument(
@@ -43,10 +51,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.7,
         help="weight of the distillation loss; 1-alpha goes to --labels CE (default 0.7)",
     )
-    parser.add_argument("--epochs", type=int, default=20, help="at most N epochs (default 20)")
-    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience")
+    parser.add_argument(
+        "--epochs", type=int, help="at most N epochs (default: until early stopping)"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=10, help="epochs without improvement before stopping"
+    )
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        default=0.1,
+        help="share of --data held out for early stopping when --eval is absent (default 0.1)",
+    )
+    parser.add_argument(
+        "--time-budget", type=float, metavar="S", help="stop training after S seconds"
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="default 64")
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    parser.add_argument(
+        "--lr", type=float, help="AdamW learning rate (default: a short range test picks it)"
+    )
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     parser.add_argument(
         "--loss", choices=["kl", "mse", "cosine"], default="kl", help="kl for class logits"
@@ -78,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         loss=args.loss,
         seed=args.seed,
         patience=args.patience,
+        holdout=args.holdout,
+        time_budget=args.time_budget,
     )
     columns = (
         TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
@@ -87,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("train", total=None, epoch=0, epochs=args.epochs, loss=0.0)
+        epochs = args.epochs or "?"
+        task = progress.add_task("train", total=None, epoch=0, epochs=epochs, loss=0.0)
 
         def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
             progress.update(task, total=steps, completed=step, epoch=epoch, loss=loss)
@@ -127,21 +153,24 @@ def _weights(text: str | None) -> list[float] | None:
         raise UsageError(f"distill: --weights {text!r} is not comma-separated numbers") from e
 
 
-def _epoch_line(stats: EpochStats, epochs: int) -> str:
-    metric = "" if stats.metric is None else f"  eval {stats.metric:.4f}"
+def _epoch_line(stats: EpochStats, epochs: int | None) -> str:
     best = "  [green]best[/green]" if stats.best else ""
+    of = f"/{epochs}" if epochs else ""
     return (
-        f"epoch {stats.epoch}/{epochs}  loss {stats.loss:.4f}{metric}{best}  "
-        f"({stats.seconds:.1f} s)"
+        f"epoch {stats.epoch}{of}  loss {stats.loss:.4f}  watched {stats.metric:.4f}{best}  "
+        f"lr {stats.lr:.2g}  ({stats.seconds:.1f} s)"
     )
 
 
 def print_summary(report: DistillReport) -> None:
     """Training outcome, the export (exporter, parity), and teachers vs student."""
-    stop = "stopped early" if report.stopped_early else "ran every epoch"
+    training = report.training
     reused = " (teacher outputs reused from the cache)" if report.teachers_reused else ""
+    best = "the starting weights" if training.best_epoch == 0 else f"epoch {training.best_epoch}"
     console.print(
-        f"[bold]trained[/bold]: best epoch {report.best_epoch} by {report.metric}, {stop}{reused}"
+        f"[bold]trained[/bold] {len(training.history)} epochs in {training.seconds:.0f} s "
+        f"(lr {training.lr:.2g}, {training.lr_source}); kept {best}, best by "
+        f"{training.metric}; stopped: {training.stop_reason}{reused}"
     )
     print_report(report.export, passes=False)
     table = Table(title=f"teachers vs student on {report.evaluated_on}", title_justify="left")

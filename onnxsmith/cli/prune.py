@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -15,8 +16,12 @@ from onnxsmith.cli.options import (
     target_timer,
 )
 from onnxsmith.cli.render import console, megabytes
+from onnxsmith.errors import UsageError
 from onnxsmith.prune import PruneOptions, PruneReport, prune_file
-from onnxsmith.prune.result import DEFAULT_OPS
+from onnxsmith.prune.result import DEFAULT_OPS, Recover
+
+if TYPE_CHECKING:
+    from onnxsmith.exporter.training import EpochStats
 
 HELP = "prune weights (unstructured) or whole channels (structured, faster) with compensation"
 EXAMPLE = (
@@ -83,6 +88,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="budget of the interleaved latency measurement (default 2)",
     )
+    parser.add_argument(
+        "--recover",
+        action="store_true",
+        help="with --structured: train the pruned model towards the original's outputs on "
+        "unlabeled inputs (needs torch: pip install 'onnxsmith[torch]')",
+    )
+    parser.add_argument(
+        "--recover-data",
+        metavar="DIR",
+        help="inputs for --recover, a few hundred to a few thousand (default: --calib)",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="S",
+        help="seconds of --recover training (default 300)",
+    )
     parser.add_argument("--report", metavar="DIR", help="write report.json, report.md, a plot")
     add_metric_option(parser)
     add_model_output_options(parser)
@@ -90,6 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    recover = _recover(args)
     options = PruneOptions(
         sparsity=args.sparsity,
         structured=args.structured,
@@ -113,12 +136,47 @@ def run(args: argparse.Namespace) -> int:
         report=args.report,
         external_data=args.external_data,
         timer=timer,
+        recover=recover,
     )
     _print(report)
     console.print(f"wrote {args.output}" + (f", report in {args.report}" if args.report else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
     return 0
+
+
+def _recover(args: argparse.Namespace) -> Recover | None:
+    """The --recover step (torch, from the exporter), checked before any pruning starts."""
+    if not args.recover:
+        for flag, value in (
+            ("--recover-data", args.recover_data),
+            ("--time-budget", args.time_budget),
+        ):
+            if value is not None:
+                raise UsageError(f"prune: {flag} needs --recover")
+        return None
+    if not args.structured:
+        raise UsageError("prune: --recover needs --structured (it trains the kept channels)")
+    data = args.recover_data or args.calib
+    if data is None:
+        raise UsageError("prune: --recover needs inputs — pass --recover-data DIR or --calib DIR")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UsageError(f"prune: --time-budget {args.time_budget} must be positive")
+    from onnxsmith.exporter import require_torch
+
+    require_torch("prune --recover")
+    from onnxsmith.exporter.recover import DEFAULT_TIME_BUDGET, RecoverSettings, recover_pruned
+
+    settings = RecoverSettings(Path(data), args.time_budget or DEFAULT_TIME_BUDGET)
+
+    def on_epoch(stats: EpochStats) -> None:
+        console.print(
+            f"recover epoch {stats.epoch}  loss {stats.loss:.4g}  held-out {stats.metric:.4g}"
+            + ("  best" if stats.best else "")
+            + f"  ({stats.seconds:.1f} s)"
+        )
+
+    return lambda original, pruned: recover_pruned(original, pruned, settings, on_epoch)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -162,5 +220,13 @@ def _print(report: PruneReport) -> None:
     )
     for line in [*report.metric_lines, *agreement.fidelity.lines("the original")]:
         console.print(line)
+    if report.recovery is not None:
+        before, training = report.recovery.before, report.recovery.training
+        ratio = report.recovery.latency_before[0]
+        console.print(
+            f"recover: {training['epochs']} epochs in {training['train_seconds']} s, stopped: "
+            f"{training['stop_reason']}; before it: latency {ratio:.2f}x, "
+            f"{before.fidelity.describe()}"
+        )
     for note in report.notes:
         console.print(f"note: {note}")

@@ -38,6 +38,8 @@ from onnxsmith.prune.result import (
     Agreement,
     PruneOptions,
     PruneReport,
+    Recover,
+    Recovery,
     SweepPoint,
 )
 from onnxsmith.prune.speed import GroupSpeed, measure_group_speed
@@ -66,11 +68,14 @@ def prune_file(
     report: str | Path | None = None,
     external_data: bool | None = None,
     timer: Timer | None = None,
+    recover: Recover | None = None,
 ) -> PruneReport:
     """Prunes `source` into `output`; nothing is written when any step fails.
 
     `timer` is where groups and the result are timed and whose CPU sets the channel multiple
-    (default: this machine).
+    (default: this machine). With `recover` (structured only), the pruned model is trained back
+    towards the original before it is measured and written; fidelity and latency are measured
+    before and after.
 
     Raises:
         UsageError: an option is invalid (bad sparsity, unknown op, criterion or node name).
@@ -81,10 +86,19 @@ def prune_file(
         raise UsageError(f"prune: --report {report} is a file — pass a folder")
     model = load_model(source)
     feeds = _calib_feeds(model, calib)
-    pruned, result = prune_model(model, options, feeds, sweep=report is not None, timer=timer)
-    provenance = {"calib": str(calib) if calib else None, "target": result.target}
-    fidelity = {"fidelity": result.agreement.fidelity.as_dict(), "metric": result.metric_lines}
-    record_step(pruned, "prune", options.as_dict() | provenance | fidelity)
+    pruned, result = prune_model(
+        model, options, feeds, sweep=report is not None, timer=timer, recover=recover
+    )
+    recorded = options.as_dict() | {"calib": str(calib) if calib else None, "target": result.target}
+    recorded |= {"fidelity": result.agreement.fidelity.as_dict(), "metric": result.metric_lines}
+    if result.recovery is not None:
+        recorded["recovery"] = result.recovery.training | {
+            "fidelity_before": result.recovery.before.fidelity.as_dict(),
+            "cosine_before": result.recovery.before.cosine,
+            "latency_before": result.recovery.latency_before[0],
+            "latency_after": result.latency[0],
+        }
+    record_step(pruned, "prune", recorded)
     save_model(pruned, output, external_data=external_data, inputs=[source])
     if report is not None:
         from onnxsmith.prune.report import write_report
@@ -100,11 +114,20 @@ def prune_model(
     *,
     sweep: bool = False,
     timer: Timer | None = None,
+    recover: Recover | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Prunes a copy of `model` (which is left untouched) and measures the result where
-    `timer` measures (default: this machine)."""
+    `timer` measures (default: this machine).
+
+    `recover` (structured only) trains the pruned model back towards the original; the
+    report then holds the fidelity and latency measured before and after it.
+    """
     options.validate(bool(calib))
     timer = timer or LocalTimer()
+    if recover is not None and not options.structured:
+        raise UsageError(
+            "prune: --recover trains the channels structured pruning keeps — add --structured"
+        )
     _check_exclude(model, options.exclude)
     original = _copy(model)
     working = _copy(model)
@@ -134,6 +157,18 @@ def prune_model(
     judge = EvalSet(
         original, list(calib[:MAX_CHECK_FEEDS]) or [sample], options.metric, step="prune"
     )
+    recovery = None
+    if recover is not None:
+        before = _agreement(judge, outcome.model)
+        latency_before, _ = _latency(timer, original, outcome.model, sample, options)
+        recovered, summary = recover(original, outcome.model)
+        outcome = dataclasses.replace(outcome, model=recovered)
+        recovery = Recovery(before, latency_before, summary)
+        notes.append(
+            "--recover trained the pruned model towards the original's outputs; fidelity "
+            "here is measured on calibration feeds, which may be among its training inputs — "
+            "measure on held-out inputs for an unbiased number"
+        )
     agreement = _agreement(judge, outcome.model)
     latency, medians = _latency(timer, original, outcome.model, sample, options)
     points = (
@@ -164,6 +199,7 @@ def prune_model(
         notes=notes,
         target=timer.target,
         timed_on=timer.where,
+        recovery=recovery,
     )
     return outcome.model, report
 

@@ -92,6 +92,7 @@ def markdown(report: PruneReport, plot: str | None) -> str:
     ]
     if o.structured:
         lines.append(f"- channel multiple {report.channel_multiple} ({report.multiple_source})")
+    lines += _recovery(report)
     lines += ["", "## Size", "", "| | raw | zip | " + _third(report) + " |", "|---|---|---|---|"]
     for name, sizes in report.sizes.items():
         third = sizes.get("zstd", sizes.get("lzma", 0))
@@ -119,6 +120,20 @@ def markdown(report: PruneReport, plot: str | None) -> str:
     if report.notes:
         lines += ["", "## Notes", "", *(f"- {n}" for n in report.notes)]
     return "\n".join(lines) + "\n"
+
+
+def _recovery(report: PruneReport) -> list[str]:
+    """`--recover`: how training went, and fidelity and latency before it (after: above)."""
+    if report.recovery is None:
+        return []
+    before, training = report.recovery.before, report.recovery.training
+    return [
+        f"- --recover: {training['epochs']} epochs (best {training['best_epoch']}) in "
+        f"{training['train_seconds']} s on {training['data']}, lr {training['lr']:.2g}; "
+        f"stopped: {training['stop_reason']}",
+        f"- before --recover: {before.fidelity.describe()}, cosine {before.cosine:.4f}, "
+        f"relative error {before.rel_error:.3g}, latency {report.recovery.latency_before[0]:.2f}x",
+    ]
 
 
 def _third(report: PruneReport) -> str:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
+
+import onnx_ir as ir
 
 from onnxsmith.errors import UsageError, name_list
 from onnxsmith.passes.prune import CRITERIA, PRUNABLE_OPS, SCOPES, GroupDecision
@@ -11,6 +14,9 @@ from onnxsmith.prune.speed import GroupSpeed
 from onnxsmith.runtime.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 
 DEFAULT_OPS = ("Conv", "Gemm", "MatMul")
+# (original, pruned) -> (recovered, summary): trains the pruned model back towards the original.
+# The CLI passes `exporter.recover.recover_pruned` (torch), so this verb never imports torch.
+Recover = Callable[[ir.Model, ir.Model], tuple[ir.Model, dict[str, Any]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +115,15 @@ class SweepPoint:
 
 
 @dataclasses.dataclass(frozen=True)
+class Recovery:
+    """`--recover`: the pruned model's fidelity before training, and the training summary."""
+
+    before: Agreement
+    latency_before: tuple[float, float, float]
+    training: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class PruneReport:
     """What `prune` did, measured."""
 
@@ -134,6 +149,7 @@ class PruneReport:
     notes: list[str]
     target: str | None = None  # the cluster label it was tuned for; None: the machine it ran on
     timed_on: str = "this machine"
+    recovery: Recovery | None = None  # --recover: fidelity before it and how training went
 
     def as_dict(self) -> dict[str, Any]:
         found = dataclasses.asdict(self)

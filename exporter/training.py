@@ -1,0 +1,447 @@
+"""The distillation training loop, with defaults that train until the student stops improving.
+
+- Early stopping watches a held-out metric: `--eval` data when given, else 10 % of the
+  training samples held out (seeded) and scored by the distillation loss; the best epoch is
+  kept (the starting weights count as epoch 0, so a pretrained student never ends worse).
+- No fixed epoch count: training runs until `patience` epochs bring no improvement (the
+  learning rate halves after each third of that), up to `--epochs` or `MAX_EPOCHS`, or until
+  the time budget is spent. The report says which ended it.
+- Without `--lr`, a short learning-rate range test (Smith, 2017: the loss over a few dozen
+  steps at exponentially growing rates) picks a tenth of the rate with the lowest loss, so
+  a 2 k-parameter MLP and a 1 M-parameter detector each get a rate that fits.
+- Seeded and deterministic on CPU (a time budget can end it at a different step, of course).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from onnxsmith.exporter.teacher_outputs import TeacherOutputs
+from torch.utils import _pytree as pytree
+
+from onnxsmith.errors import DataError, UsageError, name_list
+
+LOSSES = ("kl", "mse", "cosine")
+MAX_EPOCHS = 1000
+LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
+LR_LIMITS = (1e-4, 3e-2)  # what the range test may pick: Adam's sane interval
+LR_RANGE_STEPS = 60
+MIN_IMPROVEMENT = 1e-3  # relative; smaller changes of the watched metric are noise
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """Training settings; `alpha` weighs the distillation term, 1 - alpha the hard labels.
+
+    `epochs`, `lr` and `time_budget` at None mean: until early stopping, from the range test,
+    unbounded.
+    """
+
+    temperature: float = 4.0
+    alpha: float = 0.7
+    epochs: int | None = None
+    batch_size: int = 64
+    lr: float | None = None
+    weight_decay: float = 0.0
+    loss: str = "kl"
+    seed: int = 0
+    patience: int = 10  # epochs without a better held-out metric before stopping
+    holdout: float = 0.1  # share of the training samples held out when there is no eval set
+    time_budget: float | None = None  # seconds of training, range test included
+
+    def validate(self) -> None:
+        """Raises UsageError naming the first setting out of range."""
+        checks = [
+            (self.loss in LOSSES, f"--loss must be one of {name_list(LOSSES)}"),
+            (self.temperature > 0, "--temperature must be > 0"),
+            (0 <= self.alpha <= 1, "--alpha must lie in [0, 1]"),
+            (self.epochs is None or self.epochs >= 1, "--epochs must be >= 1"),
+            (self.batch_size >= 1, "--batch-size must be >= 1"),
+            (self.lr is None or self.lr > 0, "--lr must be > 0"),
+            (self.patience >= 1, "--patience must be >= 1"),
+            (0 <= self.holdout < 1, "--holdout must lie in [0, 1)"),
+            (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UsageError(f"distill: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Some samples (`rows` of the cached teacher outputs) with their labels, if any."""
+
+    outputs: TeacherOutputs
+    labels: np.ndarray | None  # aligned with `outputs`, not with `rows`
+    name: str
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        return {n: np.asarray(a[self.rows]) for n, a in self.outputs.inputs.items()}
+
+    def targets(self) -> np.ndarray:
+        return np.asarray(self.outputs.targets[self.rows])
+
+    def predictions(self) -> np.ndarray:
+        return np.asarray(self.outputs.predictions[self.rows])
+
+    def hard_labels(self) -> np.ndarray | None:
+        return None if self.labels is None else self.labels[self.rows]
+
+
+def whole(outputs: TeacherOutputs, labels: np.ndarray | None, name: str) -> Split:
+    return Split(outputs, labels, name, np.arange(len(outputs)))
+
+
+def hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split | None]:
+    """(training part, held-out part): `fraction` of the samples, chosen by `seed`.
+
+    Nothing is held out when that would leave no sample on either side.
+    """
+    count = round(len(split) * fraction)
+    if count < 1 or count >= len(split):
+        return split, None
+    order = np.random.default_rng(seed).permutation(len(split))
+    held = np.sort(split.rows[order[:count]])
+    kept = np.sort(split.rows[order[count:]])
+    return (
+        dataclasses.replace(split, rows=kept),
+        dataclasses.replace(split, rows=held, name=f"{count} held-out training samples"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochStats:
+    """One epoch: mean training loss, the watched metric, whether it is the best so far."""
+
+    epoch: int
+    loss: float
+    metric: float
+    best: bool
+    seconds: float
+    lr: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """How training went and why it ended."""
+
+    history: tuple[EpochStats, ...]
+    best_epoch: int  # 0: the starting weights were never beaten
+    metric: str  # what early stopping watched
+    stop_reason: str
+    lr: float
+    lr_source: str
+    seconds: float
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.stop_reason.startswith("no improvement")
+
+
+StepCallback = Callable[[int, int, int, float], None]  # epoch, step, steps, loss
+EpochCallback = Callable[[EpochStats], None]
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def metric_name(evaluation: Split | None, watch_loss: bool, config: DistillConfig) -> str:
+    """What early stopping watches: the eval metric, the held-out loss, or the training loss."""
+    if evaluation is None:
+        return "training loss"
+    if watch_loss:
+        return "held-out loss"
+    if config.loss != "kl":
+        return "cosine"
+    return "accuracy" if evaluation.labels is not None else "agreement"
+
+
+def train_student(
+    student: torch.nn.Module,
+    train: Split,
+    evaluation: Split | None,
+    input_names: Sequence[str],
+    config: DistillConfig,
+    *,
+    checkpoint: Path,
+    watch_loss: bool = False,
+    on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> Training:
+    """Trains `student` in place and leaves it at its best epoch, in eval mode.
+
+    Args:
+        watch_loss: stop on the distillation loss of `evaluation` (a held-out part of the
+            training data) instead of its accuracy / agreement / cosine.
+    """
+    parameters = [p for p in student.parameters() if p.requires_grad]
+    if not parameters:
+        raise UsageError(
+            f"distill: the student {type(student).__name__} has no trainable parameters — "
+            "pass a model with learnable layers"
+        )
+    start = time.perf_counter()
+    deadline = math.inf if config.time_budget is None else start + config.time_budget
+    name = metric_name(evaluation, watch_loss, config)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    with _deterministic():
+        _check_output(student, train, input_names)
+        if config.lr is not None:
+            lr, source = config.lr, "given by --lr"
+        else:
+            lr = find_lr(student, train, input_names, config)
+            source = "picked by a learning-rate range test"
+        optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
+        generator = torch.Generator().manual_seed(config.seed)
+        steps = (len(train) + config.batch_size - 1) // config.batch_size
+        limit = config.epochs or MAX_EPOCHS
+        best_score = _watch(student, train, evaluation, input_names, config, watch_loss)
+        torch.save(student.state_dict(), checkpoint)
+        best_epoch, stale, reason = 0, 0, ""
+        history: list[EpochStats] = []
+        for epoch in range(1, limit + 1):
+            began = time.perf_counter()
+            student.train()
+            order = torch.randperm(len(train), generator=generator).numpy()
+            losses = []
+            for step in range(steps):
+                index = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
+                loss = _step(student, optimizer, train, input_names, index, config)
+                losses.append(loss)
+                if on_step is not None:
+                    on_step(epoch, step + 1, steps, loss)
+                if time.perf_counter() > deadline:
+                    reason = f"time budget of {config.time_budget:g} s spent"
+                    break
+            score = _watch(student, train, evaluation, input_names, config, watch_loss)
+            improved = score > best_score + MIN_IMPROVEMENT * abs(best_score) + 1e-12
+            if improved:
+                best_score, best_epoch, stale = score, epoch, 0
+                torch.save(student.state_dict(), checkpoint)
+            else:
+                stale += 1
+            shown = -score if watch_loss or evaluation is None else score
+            stats = EpochStats(
+                epoch, float(np.mean(losses)), shown, improved, time.perf_counter() - began, lr
+            )
+            history.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
+            if reason:
+                break
+            if stale >= config.patience:
+                reason = f"no improvement of the {name} for {config.patience} epochs"
+                break
+            if stale and stale % max(1, config.patience // 3) == 0:
+                lr /= 2  # a plateau: a smaller step may still find a better minimum
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+        else:
+            reason = f"reached --epochs {limit}" if config.epochs else f"reached {limit} epochs"
+    student.load_state_dict(torch.load(checkpoint, weights_only=True))
+    student.eval()
+    return Training(
+        history=tuple(history),
+        best_epoch=best_epoch,
+        metric=name,
+        stop_reason=reason,
+        lr=history[0].lr if history else lr,
+        lr_source=source,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _step(
+    student: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    split: Split,
+    input_names: Sequence[str],
+    index: np.ndarray,
+    config: DistillConfig,
+) -> float:
+    inputs, targets, hard = batch(split, input_names, index)
+    loss = distillation_loss(first_tensor(student(*inputs)), targets, hard, config)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.item())
+
+
+def find_lr(
+    student: torch.nn.Module, train: Split, input_names: Sequence[str], config: DistillConfig
+) -> float:
+    """A tenth of the rate at which the smoothed loss of a short exponential sweep is lowest.
+
+    The student's weights (and buffers) are restored afterwards.
+    """
+    state = copy.deepcopy(student.state_dict())
+    low, high = LR_RANGE
+    factor = (high / low) ** (1 / (LR_RANGE_STEPS - 1))
+    optimizer = torch.optim.AdamW(
+        [p for p in student.parameters() if p.requires_grad], lr=low, weight_decay=0.0
+    )
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    rates: list[float] = []
+    smoothed: list[float] = []
+    average = 0.0
+    student.train()
+    for i in range(LR_RANGE_STEPS):
+        rate = low * factor**i
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        index = np.sort(
+            torch.randperm(len(train), generator=generator)[: config.batch_size].numpy()
+        )
+        loss = _step(student, optimizer, train, input_names, index, config)
+        if not math.isfinite(loss):
+            break
+        average = 0.9 * average + 0.1 * loss
+        smoothed.append(average / (1 - 0.9 ** (i + 1)))
+        rates.append(rate)
+        if i > 5 and smoothed[-1] > 4 * min(smoothed):
+            break
+    student.load_state_dict(state)
+    if not rates:
+        return LR_LIMITS[0]
+    best = rates[int(np.argmin(smoothed))] / 10
+    return float(min(max(best, LR_LIMITS[0]), LR_LIMITS[1]))
+
+
+def _watch(
+    student: torch.nn.Module,
+    train: Split,
+    evaluation: Split | None,
+    input_names: Sequence[str],
+    config: DistillConfig,
+    watch_loss: bool,
+) -> float:
+    """The watched metric, higher is better (losses are negated)."""
+    if evaluation is None:
+        return -mean_loss(student, train, input_names, config)
+    if watch_loss:
+        return -mean_loss(student, evaluation, input_names, config)
+    return evaluate(student, evaluation, input_names, config)
+
+
+def batch(
+    split: Split, input_names: Sequence[str], index: np.ndarray
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor | None]:
+    """Inputs, ensemble targets and labels of `split`'s samples at positions `index`."""
+    rows = split.rows[index]
+    inputs = [torch.from_numpy(np.asarray(split.outputs.inputs[n][rows])) for n in input_names]
+    targets = torch.from_numpy(np.asarray(split.outputs.targets[rows]))
+    hard = None if split.labels is None else torch.from_numpy(split.labels[rows])
+    return inputs, targets, hard
+
+
+def first_tensor(output: Any) -> torch.Tensor:
+    """The student's prediction: its output, or the first tensor of a tuple or dict."""
+    for leaf in pytree.tree_leaves(output):
+        if isinstance(leaf, torch.Tensor):
+            return leaf
+    raise DataError("distill: the student returns no tensor — return the logits")
+
+
+def _check_output(student: torch.nn.Module, train: Split, input_names: Sequence[str]) -> None:
+    inputs, targets, _ = batch(train, input_names, np.arange(min(2, len(train))))
+    with torch.no_grad():
+        prediction = first_tensor(student.eval()(*inputs))
+    if prediction.shape != targets.shape:
+        raise DataError(
+            f"distill: the student returns shape {tuple(prediction.shape)} for a batch where the "
+            f"teachers return {tuple(targets.shape)} — make the student's output match (e.g. "
+            f"{targets.shape[-1]} classes)"
+        )
+
+
+def distillation_loss(
+    prediction: torch.Tensor,
+    targets: torch.Tensor,
+    labels: torch.Tensor | None,
+    config: DistillConfig,
+) -> torch.Tensor:
+    """Hinton KD (KL(targets ‖ softmax(pred/T)) · T²) mixed with CE by `alpha`; or MSE, cosine."""
+    if config.loss == "mse":
+        return F.mse_loss(prediction, targets)
+    if config.loss == "cosine":
+        similarity = F.cosine_similarity(prediction.flatten(1), targets.flatten(1), dim=1)
+        return 1 - similarity.mean()
+    classes = prediction.shape[-1]
+    temperature = config.temperature
+    log_probs = F.log_softmax(prediction.reshape(-1, classes) / temperature, dim=-1)
+    kd = F.kl_div(log_probs, targets.reshape(-1, classes), reduction="batchmean")
+    kd = kd * temperature**2  # keeps the gradient scale independent of T (Hinton et al.)
+    if labels is None:
+        return kd
+    ce = F.cross_entropy(prediction.reshape(-1, classes), labels.reshape(-1))
+    return config.alpha * kd + (1 - config.alpha) * ce
+
+
+def predictions(
+    student: torch.nn.Module, split: Split, input_names: Sequence[str]
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """(positions, student output) over `split` in chunks, in eval mode without gradients."""
+    student.eval()
+    with torch.no_grad():
+        for start in range(0, len(split), 256):
+            index = np.arange(start, min(start + 256, len(split)))
+            inputs, _, _ = batch(split, input_names, index)
+            yield index, first_tensor(student(*inputs))
+
+
+def mean_loss(
+    student: torch.nn.Module, split: Split, input_names: Sequence[str], config: DistillConfig
+) -> float:
+    """The distillation loss over all of `split` (sample-weighted mean of its chunks)."""
+    total = 0.0
+    for index, output in predictions(student, split, input_names):
+        _, targets, hard = batch(split, input_names, index)
+        total += float(distillation_loss(output, targets, hard, config)) * len(index)
+    return total / len(split)
+
+
+def evaluate(
+    student: torch.nn.Module, split: Split, input_names: Sequence[str], config: DistillConfig
+) -> float:
+    """Accuracy on labels, else argmax agreement with the ensemble (cosine for raw outputs)."""
+    parts = [output.numpy() for _, output in predictions(student, split, input_names)]
+    return score(np.concatenate(parts), split, config.loss)
+
+
+def score(prediction: np.ndarray, split: Split, loss: str) -> float:
+    """The eval metric of `prediction` (student outputs for every sample of `split`)."""
+    targets = split.targets()
+    if loss != "kl":
+        return cosine(prediction, targets)
+    labels = split.hard_labels()
+    reference = labels if labels is not None else targets.argmax(-1)
+    return float((prediction.argmax(-1) == reference).mean())
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean per-sample cosine similarity of two stacks of outputs."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return float(((a * b).sum(1) / np.maximum(norms, 1e-12)).mean())

@@ -1,0 +1,224 @@
+"""ONNX graphs as trainable torch modules, and `prune --structured --recover` end to end.
+
+Models are built with `onnx.helper` from seeded weights; inputs are scikit-learn digits.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from sklearn.datasets import load_digits
+
+torch = pytest.importorskip("torch")
+
+from onnxsmith.exporter import onnx_ops  # noqa: E402
+from onnxsmith.exporter.onnx_module import (  # noqa: E402
+    OnnxModule,
+    check_conversion,
+    write_back,
+)
+from onnxsmith.exporter.recover import RecoverSettings, recover_pruned  # noqa: E402
+from onnxsmith.runtime.session import create_session, run  # noqa: E402
+
+from onnxsmith.errors import ExportError  # noqa: E402
+from onnxsmith.io import load_model  # noqa: E402
+from onnxsmith.provenance import steps_applied  # noqa: E402
+from onnxsmith.prune import PruneOptions, prune_file  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: the 2-core machine runs other tests at once, and two spinning
+    OpenMP threads then make each training step ~30x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def digits(count: int, offset: int = 0) -> np.ndarray:
+    """Real 8x8 digits scaled to [-1, 1], shaped (N, 1, 8, 8)."""
+    images = load_digits().images[offset : offset + count] / 8.0 - 1.0
+    return images[:, None].astype(np.float32)
+
+
+def tiny_cnn(path, *, opset: int = 14, extra: list | None = None):
+    """Conv-HardSwish-Conv(asymmetric pads)-Relu, a nearest 2x upsample, a concat with a
+    pooled branch, HardSigmoid gating, global pool, Gemm, Softmax: the ops of the pruned
+    vision models, with seeded weights."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "w1": rng.normal(0, 0.4, (16, 1, 3, 3)),
+        "b1": rng.normal(0, 0.1, 16),
+        "w2": rng.normal(0, 0.15, (16, 16, 3, 3)),
+        "b2": rng.normal(0, 0.1, 16),
+        "gate": rng.normal(0, 0.5, (1, 32, 1, 1)),
+        "wf": rng.normal(0, 0.3, (10, 32)),
+        "bf": rng.normal(0, 0.1, 10),
+        "scales": np.array([1, 1, 2, 2]),  # of the Resize: a float constant, not a weight
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("HardSwish", ["c1"], ["h1"]),
+        helper.make_node("Conv", ["h1", "w2", "b2"], ["c2"], pads=[0, 0, 2, 2], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Resize", ["r2", "", "scales"], ["up"], mode="nearest",
+                         coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("MaxPool", ["h1"], ["pool"], kernel_shape=[2, 2], strides=[1, 1],
+                         pads=[0, 0, 1, 1]),
+        helper.make_node("Concat", ["up", "pool"], ["cat"], axis=1),
+        helper.make_node("Mul", ["cat", "gate"], ["gated"]),
+        helper.make_node("HardSigmoid", ["gated"], ["hs"], alpha=0.2, beta=0.5),
+        helper.make_node("Mul", ["cat", "hs"], ["att"]),
+        helper.make_node("GlobalAveragePool", ["att"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+        *(extra or []),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
+    return path
+
+
+def test_converted_module_matches_onnx_runtime_and_trains_its_layer_weights(tmp_path):
+    model = load_model(tiny_cnn(tmp_path / "m.onnx"))
+    module = OnnxModule(model, "m.onnx")
+    feeds = [{"x": digits(4)}, {"x": digits(1, 100)}]
+    # 1e-3 of the output's scale (see onnx_module.ATOL/RTOL); float32 summation order only.
+    assert check_conversion(model, module, feeds) < 0.05
+    assert sorted(module.names) == ["b1", "b2", "bf", "gate", "w1", "w2", "wf"]
+    assert "scales" in module.constants  # a Resize scale is not a weight
+
+
+def test_written_back_weights_reproduce_the_trained_module(tmp_path):
+    model = load_model(tiny_cnn(tmp_path / "m.onnx"))
+    module = OnnxModule(model, "m.onnx")
+    with torch.no_grad():
+        for weight in module.weights:
+            weight.mul_(1.5)
+    trained = write_back(model, module)
+    x = digits(3)
+    expected = module(torch.from_numpy(x))[0].detach().numpy()
+    got = run(create_session(trained), {"x": x}, "trained")[0]
+    before = run(create_session(model), {"x": x}, "original")[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # float32 softmax outputs
+    assert np.abs(got - before).max() > 1e-2  # the change did reach the graph
+    assert model.graph.initializers["w1"].const_value.numpy()[0, 0, 0, 0] != pytest.approx(
+        trained.graph.initializers["w1"].const_value.numpy()[0, 0, 0, 0]
+    )  # and the input model was left alone
+
+
+def test_a_converter_that_disagrees_is_named(tmp_path, monkeypatch):
+    model = load_model(tiny_cnn(tmp_path / "m.onnx"))
+    wrong = dict(onnx_ops._STATIC, HardSigmoid=lambda i, a: [torch.sigmoid(i[0])])
+    monkeypatch.setattr(onnx_ops, "_STATIC", wrong)
+    module = OnnxModule(model, "m.onnx")
+    with pytest.raises(ExportError, match="first disagreeing ops: 'HardSigmoid → hs';") as error:
+        check_conversion(model, module, [{"x": digits(2)}])
+    assert "\n" not in str(error.value)
+
+
+def test_unsupported_ops_are_refused_by_name(tmp_path):
+    extra = [helper.make_node("Einsum", ["logits", "logits"], ["e"], equation="bi,bi->b")]
+    model = load_model(tiny_cnn(tmp_path / "m.onnx", extra=extra))
+    with pytest.raises(ExportError, match="ops 'Einsum' cannot be trained in torch yet"):
+        OnnxModule(model, "m.onnx")
+
+
+def write_data(folder, images, per_file=16):
+    folder.mkdir()
+    for i, start in enumerate(range(0, len(images), per_file)):
+        np.savez(folder / f"{i:03d}.npz", x=images[start : start + per_file])
+    return folder
+
+
+@pytest.mark.slow  # ~3 s alone on 2 cores; much more when the machine is shared
+def test_recover_brings_the_pruned_model_back_towards_the_original(tmp_path):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    calib = write_data(tmp_path / "calib", digits(256))
+    # Without the least-squares refit, so that pruning visibly hurts the tiny model.
+    options = PruneOptions(0.5, structured=True, channel_multiple=4, compensate=False,
+                           measure=False, seconds=0.2)  # fmt: skip
+    settings = RecoverSettings(calib, time_budget=120, epochs=10)  # capped: a fast test
+    plain, out = tmp_path / "plain.onnx", tmp_path / "p.onnx"
+    prune_file(model, plain, options, calib=calib)
+    report = prune_file(
+        model, out, options, calib=calib, recover=lambda a, b: recover_pruned(a, b, settings)
+    )
+    assert report.recovery is not None
+    assert report.recovery.training["stop_reason"] == "reached --epochs 10"
+    assert report.agreement.cosine > report.recovery.before.cosine
+    # Fidelity on digits it did not train on, in the task's terms: top-1 agreement with the
+    # original, of the pruned model before and after recovery.
+    held_out = digits(400, 1000)
+    reference = run(create_session(model), {"x": held_out}, "original")[0].argmax(1)
+    before = run(create_session(plain), {"x": held_out}, "pruned")[0].argmax(1)
+    after = run(create_session(out), {"x": held_out}, "recovered")[0].argmax(1)
+    assert (after == reference).mean() > (before == reference).mean() + 0.05
+    # Same channels as without recovery: the trained weights went into the pruned graph.
+    shapes = {k: v.shape for k, v in load_model(plain).graph.initializers.items()}
+    assert {k: v.shape for k, v in load_model(out).graph.initializers.items()} == shapes
+    steps = steps_applied(load_model(out))
+    assert [s["step"] for s in steps] == ["prune"]
+    assert steps[0]["options"]["recovery"]["epochs"] == 10
+
+
+@pytest.mark.slow  # the report's sweep prunes 7 more times
+def test_prune_recover_cli_reports_before_and_after(cli, tmp_path):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    calib = write_data(tmp_path / "calib", digits(64))
+    code, stdout, err = cli(
+        "prune", model, "-o", tmp_path / "p.onnx", "--structured", "--sparsity", "0.5",
+        "--channel-multiple", "4", "--no-measure", "--timing-seconds", "0.2", "--calib", calib,
+        "--recover", "--time-budget", "2", "--json", tmp_path / "r.json",
+        "--report", tmp_path / "rep",
+    )  # fmt: skip
+    assert code == 0, err
+    training = json.loads((tmp_path / "r.json").read_text())["recovery"]["training"]
+    assert training["time_budget"] == 2 and training["data"] == str(calib)
+    text = " ".join(stdout.split())  # rich wraps long lines
+    assert f"recover: {training['epochs']} epochs" in text and "before it: latency" in text
+    assert "recover epoch 1 " in text  # progress per epoch
+    markdown = (tmp_path / "rep" / "report.md").read_text()
+    assert "- --recover: " in markdown and "- before --recover: cosine" in markdown
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--recover-data", "{calib}"], "--recover-data needs --recover"),
+        (["--recover", "--time-budget", "5"], "--recover needs --structured"),
+        (["--recover", "--structured"], "pass --recover-data DIR or --calib DIR"),
+        (["--structured", "--recover", "--calib", "{calib}", "--time-budget", "0"], "positive"),
+    ],
+)
+def test_recover_usage_errors(cli, tmp_path, extra, expected):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    calib = write_data(tmp_path / "calib", digits(16))
+    extra = [e.format(calib=calib) for e in extra]
+    code, _, err = cli("prune", model, "-o", tmp_path / "p.onnx", "--sparsity", "0.5", *extra)
+    assert code == 2 and expected in err and err.count("\n") == 1
+    assert not (tmp_path / "p.onnx").exists()
+
+
+def test_recover_without_torch_says_what_to_install(cli, tmp_path, monkeypatch):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    calib = write_data(tmp_path / "calib", digits(16))
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # `import torch` fails
+    code, _, err = cli("prune", model, "-o", tmp_path / "p.onnx", "--sparsity", "0.5",
+                       "--structured", "--recover", "--calib", calib)  # fmt: skip
+    assert code == 1 and "pip install 'onnxsmith[torch]'" in err and "prune --recover" in err
+    assert not (tmp_path / "p.onnx").exists()
