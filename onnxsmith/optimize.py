@@ -65,7 +65,7 @@ def optimize_file(
         PassError: a pass failed, or the result's outputs differ from the input's.
     """
     model = load_model(source)
-    reference = input_session(source, "optimize") if check else None
+    reference = input_session(model, "optimize") if check else None
     before = (count_nodes(model), weight_bytes(model))
     passes = functools.partial(cleanup_passes, opset=opset, keep_dropout=keep_dropout)
     model, pipeline = apply(passes(), model)

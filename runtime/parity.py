@@ -61,14 +61,17 @@ def random_feeds(specs: Sequence[TensorSpec], seed: int = 0) -> list[Feed]:
     ]
 
 
-def input_session(path: str | os.PathLike[str], step: str) -> Session:
+def input_session(model: ir.Model, step: str) -> Session:
     """The input model's session, made before any work, so a model ORT refuses stops `step` early.
+
+    Made from the model as onnxsmith loaded it (ORT keeps its own copy, so passes may then
+    change `model` in place): ORT sees the same graph and weights the passes start from.
 
     Raises:
         SessionError: one line naming the file, ORT's reason and the way out.
     """
     try:
-        return create_session(path)
+        return create_session(model)
     except SessionError as e:
         raise SessionError(
             f"{step}: {e} — nothing written; fix the input, or pass --no-check to {step} it "
