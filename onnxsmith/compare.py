@@ -50,6 +50,10 @@ def diff_outputs(
     return diffs
 
 
+def _nan_as_inf(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isnan(values), np.inf, values)
+
+
 def _float_diff(
     name: str, want: np.ndarray, got: np.ndarray, *, atol: float, rtol: float
 ) -> OutputDiff:
@@ -57,11 +61,11 @@ def _float_diff(
     same = (np.isnan(want64) & np.isnan(got64)) | (np.isinf(want64) & (want64 == got64))
     want64, got64 = want64[~same], got64[~same]
     # Where only one side is NaN the error is NaN: count it as infinitely far.
-    err = np.nan_to_num(np.abs(want64 - got64), nan=np.inf)
+    err = _nan_as_inf(np.abs(want64 - got64))
     if err.size == 0:
         return OutputDiff(name, 0.0, 0.0, -atol, int(same.sum()))
     rel = err / np.maximum(np.abs(want64), np.finfo(np.float32).tiny)
-    excess = np.nan_to_num(err - (atol + rtol * np.abs(want64)), nan=np.inf)
+    excess = _nan_as_inf(err - (atol + rtol * np.abs(want64)))
     return OutputDiff(
         name, float(err.max()), float(rel.max()), float(excess.max()), int(same.sum())
     )
