@@ -64,8 +64,9 @@ def _float_diff(
     err = _nan_as_inf(np.abs(want64 - got64))
     if err.size == 0:
         return OutputDiff(name, 0.0, 0.0, -atol, int(same.sum()))
-    rel = err / np.maximum(np.abs(want64), np.finfo(np.float32).tiny)
-    excess = _nan_as_inf(err - (atol + rtol * np.abs(want64)))
+    with np.errstate(invalid="ignore"):  # inf - inf, inf / inf: NaN, read as infinitely far
+        rel = _nan_as_inf(err / np.maximum(np.abs(want64), np.finfo(np.float32).tiny))
+        excess = _nan_as_inf(err - (atol + rtol * np.abs(want64)))
     return OutputDiff(
         name, float(err.max()), float(rel.max()), float(excess.max()), int(same.sum())
     )

@@ -19,7 +19,7 @@ from onnxsmith.pipeline import PipelineReport, apply, count_nodes
 from onnxsmith.provenance import record_step
 from onnxsmith.runtime.data import DataDir
 from onnxsmith.runtime.parity import compare_models, input_session, random_feeds
-from onnxsmith.runtime.session import Session, create_session
+from onnxsmith.runtime.session import Session, create_session, ort_reason
 from onnxsmith.signature import input_specs
 
 # The cleanup recipe is exact up to float reassociation in folded constants and fused BN.
@@ -110,15 +110,16 @@ def _check(
         feeds = random_feeds(specs)
         origin = "2 random feeds (batch 1 and 2)"
     try:
-        create_session(model, label=_OPTIMIZED)
+        candidate = create_session(model, label=_OPTIMIZED)
     except SessionError as e:
         raise PassError(
-            f"optimize: the model after {breaking_pass()} {str(e).removeprefix(_OPTIMIZED + ': ')}"
-            " — an onnxsmith bug, nothing written; report this line"
+            f"optimize: the model after {breaking_pass()} does not load in onnxruntime "
+            f"({ort_reason(e.__cause__ or e)}) — an onnxsmith bug, nothing written; report "
+            "this line"
         ) from e
     try:
         diffs = compare_models(
-            reference, model, feeds, atol=ATOL, rtol=RTOL, candidate_label=_OPTIMIZED
+            reference, candidate, feeds, atol=ATOL, rtol=RTOL, candidate_label=_OPTIMIZED
         )
     except SessionError as e:
         if _OPTIMIZED in str(e):

@@ -81,7 +81,7 @@ def input_session(model: ir.Model, step: str) -> Session:
 
 def compare_models(
     reference: Session | ir.Model | str | os.PathLike[str],
-    candidate: ir.Model | str | os.PathLike[str],
+    candidate: Session | ir.Model | str | os.PathLike[str],
     feeds: Iterable[Feed],
     *,
     atol: float,
@@ -95,7 +95,11 @@ def compare_models(
             file name would be the input's, since a transformed model remembers its source).
     """
     ref_session = reference if isinstance(reference, Session) else create_session(reference)
-    cand_session = create_session(candidate, label=candidate_label)
+    cand_session = (
+        candidate
+        if isinstance(candidate, Session)
+        else create_session(candidate, label=candidate_label)
+    )
     names = [o.name for o in ref_session.get_outputs()]
     worst: list[OutputDiff] = []
     for feed in feeds:
