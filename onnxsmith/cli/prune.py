@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.table import Table
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         calib=args.calib,
         report=args.report,
         external_data=args.external_data,
+        # On a terminal only: in a log or a test, stderr keeps the one-line error contract.
+        progress=sys.stderr.isatty(),
     )
     _print(report)
     console.print(f"wrote {args.output}" + (f", report in {args.report}" if args.report else ""))

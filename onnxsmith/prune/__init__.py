@@ -32,6 +32,7 @@ from onnxsmith.passes.prune import (
     unit_scores,
 )
 from onnxsmith.pipeline import StatsResult, apply
+from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
 from onnxsmith.prune.result import (
     Agreement,
@@ -63,8 +64,12 @@ def prune_file(
     calib: str | Path | None = None,
     report: str | Path | None = None,
     external_data: bool | None = None,
+    progress: bool = False,
 ) -> PruneReport:
     """Prunes `source` into `output`; nothing is written when any step fails.
+
+    Args:
+        progress: print each step, the calibration feeds and each group's timing on stderr.
 
     Raises:
         UsageError: an option is invalid (bad sparsity, unknown op, criterion or node name).
@@ -75,7 +80,9 @@ def prune_file(
         raise UsageError(f"prune: --report {report} is a file — pass a folder")
     model = load_model(source)
     feeds = _calib_feeds(model, calib)
-    pruned, result = prune_model(model, options, feeds, sweep=report is not None)
+    reporter = Reporter(progress)
+    pruned, result = prune_model(model, options, feeds, sweep=report is not None, reporter=reporter)
+    reporter.phase(f"writing {output}")
     record_step(pruned, "prune", options.as_dict() | {"calib": str(calib) if calib else None})
     save_model(pruned, output, external_data=external_data, inputs=[source])
     if report is not None:
@@ -91,14 +98,17 @@ def prune_model(
     calib: Sequence[Feed] = (),
     *,
     sweep: bool = False,
+    reporter: Reporter | None = None,
 ) -> tuple[ir.Model, PruneReport]:
     """Prunes a copy of `model` (which is left untouched) and measures the result."""
+    reporter = reporter or Reporter()
     options.validate(bool(calib))
     _check_exclude(model, options.exclude)
     original = _copy(model)
     working = _copy(model)
     notes: list[str] = []
     if options.structured:
+        reporter.phase("cleanup (constants, BatchNormalization folding, shapes)")
         working, _ = apply(cleanup_passes(), working)
         renamed = _follow_renames(original, working, options.exclude)
         if renamed != options.exclude:
@@ -117,12 +127,16 @@ def prune_model(
     sample = calib[0] if calib else random_feed(input_specs(model))
     timing_feed = "the first calibration feed" if calib else "a random feed (batch 1)"
     if options.structured:
-        outcome = _structured(working, options, calib, multiple, sample, notes)
+        outcome = _structured(working, options, calib, multiple, sample, notes, reporter)
     else:
-        outcome = _unstructured(working, options, calib, notes)
+        outcome = _unstructured(working, options, calib, notes, reporter)
     check = list(calib[:MAX_CHECK_FEEDS]) or [sample]
+    reporter.phase(f"checking the pruned model against the original on {len(check)} feeds")
     agreement = _agreement(original, outcome.model, check)
+    reporter.phase("timing the pruned model against the original (interleaved)")
     latency, medians = _latency(original, outcome.model, sample, options)
+    if sweep:
+        reporter.phase(f"sweeping sparsity {', '.join(f'{x:g}' for x in SWEEP)} for the report")
     points = _sweep(reference, original, options, calib, outcome, sample) if sweep else []
     report = PruneReport(
         options=options,
@@ -162,12 +176,16 @@ class _Outcome:
 
 
 def _unstructured(
-    model: ir.Model, options: PruneOptions, calib: Sequence[Feed], notes: list[str]
+    model: ir.Model,
+    options: PruneOptions,
+    calib: Sequence[Feed],
+    notes: list[str],
+    reporter: Reporter,
 ) -> _Outcome:
     stats = None
     if calib and (options.compensate or options.criterion in ("taylor", "activation")):
         names = [n.name or "" for n in model.graph if n.op_type in options.ops]
-        stats = collect_input_stats(model, names, calib, grams=options.compensate)
+        stats = _input_stats(model, names, calib, options, reporter)
     result = _run(_magnitude_pass(options, options.sparsity, stats), model)
     compensated = len(stats.grams) if options.compensate and stats is not None else 0
     notes.append(
@@ -192,6 +210,7 @@ def _structured(
     multiple: int,
     sample: Feed,
     notes: list[str],
+    reporter: Reporter,
 ) -> _Outcome:
     analysis = analyze_channels(model, ops=options.ops, exclude=options.exclude)
     eligible = [g for g in analysis.groups if not g.skipped]
@@ -205,19 +224,20 @@ def _structured(
     stats = None
     if calib and (options.compensate or options.criterion in ("taylor", "activation")):
         consumers = sorted({c for g in eligible for c in g.consumers})
-        stats = collect_input_stats(model, consumers, calib, grams=options.compensate)
+        stats = _input_stats(model, consumers, calib, options, reporter)
     scores = unit_scores(analysis, options.criterion, stats)
     leave_alone: dict[str, str] = {}
     speeds: dict[str, GroupSpeed] = {}
     if options.measure:
-        speeds = _measure(model, analysis, scores, options, multiple, sample)
+        speeds = _measure(model, analysis, scores, options, multiple, sample, reporter)
         leave_alone = {
             name: f"pruning it measured {s.ratio:.2f}x on this machine (no gain)"
             for name, s in speeds.items()
             if s.ratio >= NO_GAIN_RATIO
         }
     plan, decisions = plan_channels(analysis, scores, options.sparsity, multiple, leave_alone)
-    model, result = _prune_channels(model, analysis, plan, stats, calib, options)
+    reporter.phase(f"pruning {sum(d.status == 'pruned' for d in decisions)} groups")
+    model, result = _prune_channels(model, analysis, plan, stats, calib, options, reporter)
     total = sum(g.channels for g in eligible)
     removed = sum(d.channels - d.kept for d in decisions if d.status == "pruned")
     notes.append(
@@ -270,10 +290,11 @@ def _prune_channels(
     stats: InputStats | None,
     calib: Sequence[Feed],
     options: PruneOptions,
+    reporter: Reporter | None = None,
 ) -> tuple[ir.Model, StatsResult]:
     """Applies `plan`, with sequential least-squares refits when compensating."""
     if options.compensate and stats is not None and stats.grams:
-        return _refit_sequentially(model, analysis, plan, stats, calib)
+        return _refit_sequentially(model, analysis, plan, stats, calib, reporter or Reporter())
     return model, _run(PruneChannelsPass(plan), model)
 
 
@@ -283,6 +304,7 @@ def _refit_sequentially(
     plan: ChannelPlan,
     stats: InputStats,
     calib: Sequence[Feed],
+    reporter: Reporter,
 ) -> tuple[ir.Model, StatsResult]:
     """Prunes with least-squares refits, layer by layer from the input.
 
@@ -294,7 +316,8 @@ def _refit_sequentially(
     levels = _consumer_levels(model, {c.node.name or "" for c in analysis.consumers})
     current = _copy(model)
     result = _run(PruneChannelsPass(plan, stats), current)
-    for names in levels[1:]:
+    for index, names in enumerate(levels[1:], start=2):
+        reporter.phase(f"  refitting level {index}/{len(levels)} ({len(names)} layers)")
         pairs = collect_pair_stats(model, current, names, calib)
         stats = dataclasses.replace(
             stats,
@@ -327,6 +350,7 @@ def _measure(
     options: PruneOptions,
     multiple: int,
     sample: Feed,
+    reporter: Reporter,
 ) -> dict[str, GroupSpeed]:
     """Prunes each group alone at the target sparsity and times its region."""
     trial, _ = plan_channels(analysis, scores, options.sparsity, multiple)
@@ -344,8 +368,21 @@ def _measure(
         trials[group.name] = (copy, group.producers, group.consumers)
     if not trials:
         return {}
+    reporter.phase(f"timing {len(trials)} channel groups, each alone against the original")
+
+    def timed(index: int, name: str, speed: GroupSpeed, seconds: float) -> None:
+        reporter.phase(
+            f"  group {index}/{len(trials)} {name}: {speed.ratio:.2f}x "
+            f"[{speed.low:.2f}, {speed.high:.2f}] in {seconds:.1f}s"
+        )
+
     return measure_group_speed(
-        model, trials, sample, seconds=options.seconds / 5, threads=options.threads
+        model,
+        trials,
+        sample,
+        seconds=options.seconds / 5,
+        threads=options.threads,
+        on_group=timed,
     )
 
 
@@ -384,6 +421,18 @@ def _sweep(
             SweepPoint(sparsity, achieved_fraction, _agreement(original, model, check), latency[0])
         )
     return points
+
+
+def _input_stats(
+    model: ir.Model,
+    nodes: Sequence[str],
+    calib: Sequence[Feed],
+    options: PruneOptions,
+    reporter: Reporter,
+) -> InputStats:
+    reporter.phase(f"calibration statistics of {len(nodes)} layer inputs")
+    with reporter.bar("calibration feeds", len(calib)) as tick:
+        return collect_input_stats(model, nodes, calib, grams=options.compensate, on_feed=tick)
 
 
 def _calib_feeds(model: ir.Model, calib: str | Path | None) -> list[Feed]:
@@ -468,13 +517,12 @@ def _copy(model: ir.Model) -> ir.Model:
 
 
 def _agreement(original: ir.Model, pruned: ir.Model, feeds: Sequence[Feed]) -> Agreement:
+    before = create_session(original)
     try:
-        before = create_session(original)
-        after = create_session(pruned)
+        after = create_session(pruned, label="the pruned model")
     except SessionError as e:
         raise PassError(
-            f"prune: the pruned model does not load in ONNX Runtime ({e}) — nothing written; "
-            "rerun with --debug and report it"
+            f"prune: {e} — an onnxsmith bug, nothing written; rerun with --debug and report it"
         ) from e
     diff = norm = dot = norm_after = 0.0
     agree = total = 0

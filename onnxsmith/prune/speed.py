@@ -10,7 +10,8 @@ full model, whose other layers dominate.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -38,6 +39,7 @@ def measure_group_speed(
     *,
     seconds: float = 0.4,
     threads: int | None = None,
+    on_group: Callable[[int, str, GroupSpeed, float], None] | None = None,
 ) -> dict[str, GroupSpeed]:
     """Times each trial's region against the same region of `original`.
 
@@ -48,6 +50,7 @@ def measure_group_speed(
         feed: one input feed for `original` (its activations feed the regions).
         seconds: timing budget per group.
         threads: intra-op threads for the sessions (None: ORT's default).
+        on_group: called after each group with (index from 1, name, speed, seconds taken).
     """
     regions = {
         name: _region(original, producers, consumers)
@@ -56,9 +59,10 @@ def measure_group_speed(
     boundary = sorted({v for nodes, inputs, _ in regions.values() for v in inputs})
     captured = _capture(original, boundary, feed)
     speeds = {}
-    for name, (nodes, inputs, outputs) in regions.items():
+    for index, (name, (nodes, inputs, outputs)) in enumerate(regions.items(), start=1):
         if not nodes:
             continue
+        start = time.perf_counter()
         region_feed = {v: captured[v] for v in inputs}
         before = create_session(_extract(original, nodes, region_feed, outputs), threads=threads)
         after = create_session(
@@ -68,6 +72,8 @@ def measure_group_speed(
             [after, before], [region_feed], warmup=3, runs=None, seconds=seconds
         )
         speeds[name] = GroupSpeed(*ratio_ci95(times[0], times[1]))
+        if on_group is not None:
+            on_group(index, name, speeds[name], time.perf_counter() - start)
     return speeds
 
 

@@ -7,7 +7,7 @@ E[x̃ x̃ᵀ] with x̃ = [x; 1]. Rows are subsampled per feed so that large feat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -31,11 +31,13 @@ def collect_input_stats(
     grams: bool = True,
     rows_per_feed: int = ROWS_PER_FEED,
     seed: int = 0,
+    on_feed: Callable[[], None] = lambda: None,
 ) -> InputStats:
     """Second moments of the inputs of the named Conv/Gemm/MatMul nodes over `feeds`.
 
     With `grams=False` only the per-input mean squares are kept (enough for importance,
-    not for compensation), which is much cheaper on wide convolutions.
+    not for compensation), which is much cheaper on wide convolutions. `on_feed` is called
+    after each feed (progress).
 
     Raises:
         DataError: `feeds` is empty.
@@ -70,6 +72,7 @@ def collect_input_stats(
                 # float32 products of one feed's rows, summed across feeds in float64
                 augmented = np.concatenate([block, np.ones((len(block), 1), np.float32)], axis=1)
                 sums[name] = sums.get(name, 0) + (augmented.T @ augmented).astype(np.float64)
+        on_feed()
     if count == 0:
         raise DataError("prune: the calibration data holds no feeds — add .npz files")
     return InputStats(
