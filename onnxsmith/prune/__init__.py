@@ -41,7 +41,7 @@ from onnxsmith.prune.result import (
     SweepPoint,
 )
 from onnxsmith.prune.speed import GroupSpeed, measure_group_speed
-from onnxsmith.prune.stats import collect_input_stats, collect_pair_stats
+from onnxsmith.prune.stats import collect_input_stats, collect_pair_stats, rows_per_feed
 from onnxsmith.runtime.cpu import simd_block
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.parity import random_feed
@@ -53,6 +53,9 @@ from onnxsmith.signature import input_specs
 NO_GAIN_RATIO = 0.97
 MAX_CALIB_FEEDS = 128
 MAX_CHECK_FEEDS = 8
+# Sequential refits measure the pruned model's activations this many times at most (levels
+# are taken in consecutive batches): one round per level ran a 54-level detector 860 times.
+MAX_REFIT_ROUNDS = 6
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
@@ -312,21 +315,44 @@ def _refit_sequentially(
     level (a consumer's level is the number of consumers upstream of it), the inputs each
     consumer really receives in the pruned model are measured against the original ones and
     the model is pruned again with refits that also undo the error of earlier layers.
+
+    Deep models take their levels in at most `MAX_REFIT_ROUNDS` consecutive batches: a layer
+    then undoes the error of every layer in earlier batches, and of those in its own batch as
+    far as the first pass's refits reach.
     """
-    levels = _consumer_levels(model, {c.node.name or "" for c in analysis.consumers})
-    current = _copy(model)
-    result = _run(PruneChannelsPass(plan, stats), current)
+    levels = _batches(
+        _consumer_levels(model, {c.node.name or "" for c in analysis.consumers}),
+        MAX_REFIT_ROUNDS + 1,
+    )
+    current = _clone(model)
+    solved: dict[tuple, tuple[np.ndarray, np.ndarray | None]] = {}
+    result = _run(PruneChannelsPass(plan, stats, solved), current)
     for index, names in enumerate(levels[1:], start=2):
         reporter.phase(f"  refitting level {index}/{len(levels)} ({len(names)} layers)")
-        pairs = collect_pair_stats(model, current, names, calib)
+        pairs = collect_pair_stats(
+            model, current, names, calib, rows_per_feed=rows_per_feed(len(calib))
+        )
         stats = dataclasses.replace(
             stats,
             cross={**stats.cross, **{k: v[0] for k, v in pairs.items()}},
             pruned_grams={**stats.pruned_grams, **{k: v[1] for k, v in pairs.items()}},
         )
-        current = _copy(model)
-        result = _run(PruneChannelsPass(plan, stats), current)
+        current = _clone(model)
+        result = _run(PruneChannelsPass(plan, stats, solved), current)
     return current, result
+
+
+def _batches(levels: list[list[str]], count: int) -> list[list[str]]:
+    """`levels` merged into at most `count` consecutive batches; the first level stays alone
+    (its inputs are the model's own, refit already exact)."""
+    if len(levels) <= count:
+        return levels
+    rest = levels[1:]
+    size = -(-len(rest) // (count - 1))
+    merged = [
+        [name for level in rest[i : i + size] for name in level] for i in range(0, len(rest), size)
+    ]
+    return [levels[0], *merged]
 
 
 def _consumer_levels(model: ir.Model, consumers: set[str]) -> list[list[str]]:
@@ -363,7 +389,7 @@ def _measure(
             trial,
             keep={group.name: kept},
         )
-        copy = _copy(model)
+        copy = _clone(model)
         _run(PruneChannelsPass(single), copy)
         trials[group.name] = (copy, group.producers, group.consumers)
     if not trials:
@@ -432,7 +458,14 @@ def _input_stats(
 ) -> InputStats:
     reporter.phase(f"calibration statistics of {len(nodes)} layer inputs")
     with reporter.bar("calibration feeds", len(calib)) as tick:
-        return collect_input_stats(model, nodes, calib, grams=options.compensate, on_feed=tick)
+        return collect_input_stats(
+            model,
+            nodes,
+            calib,
+            grams=options.compensate,
+            rows_per_feed=rows_per_feed(len(calib)),
+            on_feed=tick,
+        )
 
 
 def _calib_feeds(model: ir.Model, calib: str | Path | None) -> list[Feed]:
@@ -514,6 +547,13 @@ def _copy(model: ir.Model) -> ir.Model:
     copy = ir.from_proto(ir.to_proto(model))
     copy.meta.update(model.meta)
     return copy
+
+
+def _clone(model: ir.Model) -> ir.Model:
+    """A copy sharing the weight tensors, for `PruneChannelsPass`, which replaces tensors and
+    never writes into them: per group and per refit level, a full serialized copy of a 5 M
+    parameter model cost more than the pruning itself."""
+    return model.clone()
 
 
 def _agreement(original: ir.Model, pruned: ir.Model, feeds: Sequence[Feed]) -> Agreement:

@@ -21,6 +21,15 @@ from onnxsmith.runtime.session import create_session, run
 # Inputs wider than this keep only their diagonal (a 4097² float64 matrix is 134 MB).
 MAX_GRAM_WIDTH = 4096
 ROWS_PER_FEED = 2048
+# Rows per node over all feeds. Eight 416×416 feeds gave 16 Ki rows per node, and the Gram
+# products of a 5 M-parameter detector cost ~1 TFLOP (most of a structured prune); 8 Ki rows is
+# still ≥ 4× the widest input (3×3×192) that gets a full matrix here.
+MAX_ROWS = 8192
+
+
+def rows_per_feed(feeds: int) -> int:
+    """Rows drawn from each feed: `ROWS_PER_FEED`, fewer when many feeds would pass `MAX_ROWS`."""
+    return min(ROWS_PER_FEED, -(-MAX_ROWS // max(feeds, 1)))
 
 
 def collect_input_stats(
@@ -84,8 +93,8 @@ def collect_input_stats(
 
 
 def with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:
-    """A copy of `model` that also returns the named intermediate values."""
-    copy = ir.from_proto(ir.to_proto(model))
+    """A copy of `model` (sharing its weights) that also returns the named intermediate values."""
+    copy = model.clone()
     values = {v.name: v for n in copy.graph for v in n.outputs}
     present = {v.name for v in copy.graph.outputs} | {v.name for v in copy.graph.inputs}
     for name in names:
