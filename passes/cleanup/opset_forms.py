@@ -68,12 +68,15 @@ def _move_input_to_attribute(node: ir.Node, attribute: str) -> bool:
 
 def _clip_to_attributes(node: ir.Node) -> bool:
     """`Clip(x, min, max)` → `Clip(x, min=…, max=…)` (opset < 11 holds only float bounds)."""
-    bounds = [_constant(v) for v in node.inputs[1:]]
-    if any(b is None or b.size != 1 for b in bounds):
-        return False
-    for index, (name, bound) in enumerate(zip(("min", "max"), bounds, strict=False), start=1):
-        if node.inputs[index] is not None:
-            node.attributes[name] = ir.AttrFloat32(name, float(bound.reshape(-1)[0]))
+    bounds: dict[str, float] = {}
+    for name, value in zip(("min", "max"), node.inputs[1:], strict=False):
+        data = _constant(value)
+        if value is not None and (data is None or data.size != 1):
+            return False
+        if data is not None:
+            bounds[name] = float(data.reshape(-1)[0])
+    for name, bound in bounds.items():
+        node.attributes[name] = ir.AttrFloat32(name, bound)
     for index in range(1, len(node.inputs)):
         node.replace_input_with(index, None)
     node.resize_inputs(1)
