@@ -86,3 +86,11 @@ def merge_diffs(a: list[OutputDiff], b: list[OutputDiff]) -> list[OutputDiff]:
         )
         for x, y in zip(a, b, strict=True)
     ]
+
+
+def nonfinite_note(diffs: Sequence[OutputDiff]) -> str:
+    """The parity note's `; N NaN/inf values ... count as agreement`, or "" when none."""
+    same = sum(d.same_nonfinite for d in diffs)
+    if not same:
+        return ""
+    return f"; {same} NaN/inf values in the same places in both models count as agreement"

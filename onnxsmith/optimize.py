@@ -11,7 +11,7 @@ from typing import Any
 
 import onnx_ir as ir
 
-from onnxsmith.compare import OutputDiff
+from onnxsmith.compare import OutputDiff, nonfinite_note
 from onnxsmith.errors import PassError, SessionError
 from onnxsmith.io import load_model, save_model, weight_bytes
 from onnxsmith.passes.cleanup import cleanup_passes
@@ -132,8 +132,4 @@ def _check(
             f"optimize: output {worst.name!r} differs from the input by {worst.max_abs:.3g} "
             f"(tolerance {ATOL} + {RTOL}×|x|) — nothing written; rerun with --debug and report it"
         )
-    note = f"ok on {origin} (atol {ATOL}, rtol {RTOL})"
-    same = sum(d.same_nonfinite for d in diffs)
-    if same:
-        note += f"; {same} NaN/inf values in the same places in both models count as agreement"
-    return diffs, note
+    return diffs, f"ok on {origin} (atol {ATOL}, rtol {RTOL}){nonfinite_note(diffs)}"
