@@ -1,9 +1,8 @@
 """What keeps structured pruning of a deep detector within minutes, and its progress lines.
 
 The shortcuts must not change what they shortcut: reused refits give the same weights bit for
-bit, batched refit levels keep every level in order, the row budget only shrinks with many
-feeds. No timing asserts (the machine is shared); the before/after wall time on a real
-5 M-parameter YOLO-style detector is in the prune section of bench/RESULTS.md.
+bit, the row budget only shrinks with many feeds. No timing asserts (the machine is shared);
+the before/after time on a real 5 M-parameter YOLO-style detector is in bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from test_prune_cli import held_out_error
 
 from onnxsmith.io import save_model
 from onnxsmith.pipeline import apply
-from onnxsmith.prune import PruneOptions, _batches, prune_file, prune_model
+from onnxsmith.prune import PruneOptions, prune_file, prune_model
 from onnxsmith.prune.stats import MAX_ROWS, ROWS_PER_FEED, collect_input_stats, rows_per_feed
 
 FAST = {"seconds": 0.1, "measure": False, "channel_multiple": 4}
@@ -50,15 +49,6 @@ def test_reused_refits_give_the_same_weights_and_solve_once():
     assert weights(model) != weights(first)  # the clones shared nothing they changed
 
 
-def test_refit_levels_are_batched_in_order():
-    levels = [[f"c{i}"] for i in range(54)]
-    batches = _batches(levels, 7)
-    assert len(batches) == 7 and batches[0] == ["c0"]
-    assert [name for batch in batches for name in batch] == [f"c{i}" for i in range(54)]
-    short = [["a"], ["b", "c"]]
-    assert _batches(short, 7) == short
-
-
 def test_row_budget_shrinks_only_with_many_feeds():
     assert rows_per_feed(1) == rows_per_feed(4) == ROWS_PER_FEED
     assert rows_per_feed(8) * 8 <= MAX_ROWS + 8
@@ -66,7 +56,7 @@ def test_row_budget_shrinks_only_with_many_feeds():
 
 
 def test_structured_prune_with_calib_still_compensates_deep_models():
-    """10 refit levels, more than `MAX_REFIT_ROUNDS`: batched, the refit still compensates."""
+    """10 refit levels with shared-weight copies and reused solves: the refit still compensates."""
     model = prune_zoo.deep_cnn(depth=10)
     calib, held_out = image_feeds(4, seed=1), image_feeds(3, seed=2)
     plain, _ = prune_model(

@@ -53,9 +53,6 @@ from onnxsmith.signature import input_specs
 NO_GAIN_RATIO = 0.97
 MAX_CALIB_FEEDS = 128
 MAX_CHECK_FEEDS = 8
-# Sequential refits measure the pruned model's activations this many times at most (levels
-# are taken in consecutive batches): one round per level ran a 54-level detector 860 times.
-MAX_REFIT_ROUNDS = 6
 SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
@@ -316,14 +313,11 @@ def _refit_sequentially(
     consumer really receives in the pruned model are measured against the original ones and
     the model is pruned again with refits that also undo the error of earlier layers.
 
-    Deep models take their levels in at most `MAX_REFIT_ROUNDS` consecutive batches: a layer
-    then undoes the error of every layer in earlier batches, and of those in its own batch as
-    far as the first pass's refits reach.
+    Levels are not batched: measured on a 54-level detector, refitting them in 6 batches took
+    the output's cosine to the original from 0.989 down to 0.714 (a layer's refit then assumes
+    inputs that the refits before it in the batch go on to change).
     """
-    levels = _batches(
-        _consumer_levels(model, {c.node.name or "" for c in analysis.consumers}),
-        MAX_REFIT_ROUNDS + 1,
-    )
+    levels = _consumer_levels(model, {c.node.name or "" for c in analysis.consumers})
     current = _clone(model)
     solved: dict[tuple, tuple[np.ndarray, np.ndarray | None]] = {}
     result = _run(PruneChannelsPass(plan, stats, solved), current)
@@ -340,19 +334,6 @@ def _refit_sequentially(
         current = _clone(model)
         result = _run(PruneChannelsPass(plan, stats, solved), current)
     return current, result
-
-
-def _batches(levels: list[list[str]], count: int) -> list[list[str]]:
-    """`levels` merged into at most `count` consecutive batches; the first level stays alone
-    (its inputs are the model's own, refit already exact)."""
-    if len(levels) <= count:
-        return levels
-    rest = levels[1:]
-    size = -(-len(rest) // (count - 1))
-    merged = [
-        [name for level in rest[i : i + size] for name in level] for i in range(0, len(rest), size)
-    ]
-    return [levels[0], *merged]
 
 
 def _consumer_levels(model: ir.Model, consumers: set[str]) -> list[list[str]]:
