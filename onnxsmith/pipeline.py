@@ -10,6 +10,7 @@ from typing import Any
 import onnx_ir as ir
 
 from onnxsmith.errors import OnnxsmithError, PassError
+from onnxsmith.opset_check import opset_mismatches
 
 
 @dataclasses.dataclass
@@ -49,10 +50,15 @@ def count_nodes(model: ir.Model) -> int:
 def apply(passes: Iterable[ir.passes.PassBase], model: ir.Model) -> tuple[ir.Model, PipelineReport]:
     """Runs `passes` in order, each on the previous one's output.
 
+    After each pass, the nodes that fit the opset's schemas before still must: a pass that
+    writes a newer operator form is stopped there, named, instead of ONNX Runtime refusing the
+    finished model.
+
     Raises:
-        PassError: a pass failed; the message names it.
+        PassError: a pass failed or broke the model; the message names it.
     """
     reports = []
+    invalid = set(opset_mismatches(model))
     for p in passes:
         name = type(p).__name__
         before = count_nodes(model)
@@ -64,6 +70,7 @@ def apply(passes: Iterable[ir.passes.PassBase], model: ir.Model) -> tuple[ir.Mod
         except Exception as e:
             raise PassError(f"{name}: {e}") from e
         model = result.model
+        invalid = _check_opset_forms(model, invalid, name)
         stats = result.stats if isinstance(result, StatsResult) else {}
         reports.append(
             PassReport(
@@ -76,3 +83,17 @@ def apply(passes: Iterable[ir.passes.PassBase], model: ir.Model) -> tuple[ir.Mod
             )
         )
     return model, PipelineReport(tuple(reports))
+
+
+def _check_opset_forms(model: ir.Model, known: set[ir.Node], pass_name: str) -> set[ir.Node]:
+    """The nodes that do not fit their schema; raises if `pass_name` added one."""
+    found = opset_mismatches(model)
+    new = [(node, problem) for node, problem in found.items() if node not in known]
+    if new:
+        node, problem = new[0]
+        more = f" (and {len(new) - 1} more nodes)" if len(new) > 1 else ""
+        raise PassError(
+            f"the model after {pass_name} is invalid: node {node.name or node.op_type!r}: "
+            f"{problem}{more} — an onnxsmith bug; report this line"
+        )
+    return set(found)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import onnx_ir as ir
 from onnxsmith.runtime.data import Feed
-from onnxsmith.runtime.session import create_session, run
+from onnxsmith.runtime.session import Session, create_session, run
 
 from onnxsmith.compare import OutputDiff, diff_outputs, merge_diffs
 from onnxsmith.errors import DataError, SessionError
@@ -61,24 +61,49 @@ def random_feeds(specs: Sequence[TensorSpec], seed: int = 0) -> list[Feed]:
     ]
 
 
+def input_session(model: ir.Model, step: str) -> Session:
+    """The input model's session, made before any work, so a model ORT refuses stops `step` early.
+
+    Made from the model as onnxsmith loaded it (ORT keeps its own copy, so passes may then
+    change `model` in place): ORT sees the same graph and weights the passes start from.
+
+    Raises:
+        SessionError: one line naming the file, ORT's reason and the way out.
+    """
+    try:
+        return create_session(model)
+    except SessionError as e:
+        raise SessionError(
+            f"{step}: {e} — nothing written; fix the input, or pass --no-check to {step} it "
+            "without the onnxruntime check"
+        ) from e
+
+
 def compare_models(
-    reference: ir.Model | str | os.PathLike[str],
-    candidate: ir.Model | str | os.PathLike[str],
+    reference: Session | ir.Model | str | os.PathLike[str],
+    candidate: Session | ir.Model | str | os.PathLike[str],
     feeds: Iterable[Feed],
     *,
     atol: float,
     rtol: float,
+    candidate_label: str = "the transformed model",
 ) -> list[OutputDiff]:
-    """Worst per-output difference of `candidate` against `reference` over `feeds`."""
-    ref_session = create_session(reference)
-    try:
-        cand_session = create_session(candidate)
-    except SessionError as e:  # its label is the source's path: say which model failed
-        raise SessionError(f"the transformed model: {e}") from e
+    """Worst per-output difference of `candidate` against `reference` over `feeds`.
+
+    Raises:
+        SessionError: a model does not load or run; `candidate_label` names the candidate (its
+            file name would be the input's, since a transformed model remembers its source).
+    """
+    ref_session = reference if isinstance(reference, Session) else create_session(reference)
+    cand_session = (
+        candidate
+        if isinstance(candidate, Session)
+        else create_session(candidate, label=candidate_label)
+    )
     names = [o.name for o in ref_session.get_outputs()]
     worst: list[OutputDiff] = []
     for feed in feeds:
-        expected = run(ref_session, feed, "the original model")
-        actual = run(cand_session, feed, "the transformed model")
+        expected = run(ref_session, feed, "the input model")
+        actual = run(cand_session, feed, candidate_label)
         worst = merge_diffs(worst, diff_outputs(names, expected, actual, atol=atol, rtol=rtol))
     return worst

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -64,6 +65,7 @@ def create_session(
     optimization: str = "all",
     optimized_model_path: str | os.PathLike[str] | None = None,
     profile_prefix: str | None = None,
+    label: str | None = None,
 ) -> ort.InferenceSession:
     """Creates an ORT session for a model object or file.
 
@@ -75,6 +77,7 @@ def create_session(
         optimization: graph optimization level: disable, basic, extended or all.
         optimized_model_path: where ORT writes the graph it actually runs.
         profile_prefix: turn ORT profiling on with this file prefix.
+        label: what the error calls the model (default: its file, or the file it came from).
 
     Raises:
         SessionError: ORT refused the model; the message names it.
@@ -94,14 +97,63 @@ def create_session(
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = profile_prefix
-    label = _label(model)
+    label = label or _label(model)
     try:
         if isinstance(model, ir.Model):
             return _session_from_ir(model, options, list(providers))
         return ort.InferenceSession(str(model), options, providers=list(providers))
     except Exception as e:  # ORT raises its own unrelated types (Fail, InvalidGraph, ...)
-        reason = str(e).strip().splitlines()[0]
-        raise SessionError(f"{label}: onnxruntime cannot load the model ({reason})") from e
+        raise SessionError(f"{label}: onnxruntime cannot load the model ({ort_reason(e)})") from e
+
+
+_STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_LOAD_PREFIX = re.compile(r"^Load model from .*? failed:\s*")
+_SOURCE_LOCATION = re.compile(r"\S+\.(?:h|hpp|cc|cpp|cu):\d+\s+")
+_OPSET_TOO_NEW = re.compile(
+    r"Opset (\d+) is under development.*support for domain (\S+) is till opset (\d+)", re.S
+)
+_INVALID_NODE = re.compile(
+    r"This is an invalid model\. In Node, \(\"([^\"]*)\", (\w+),.*?Error (.*)"
+)
+_MAX_REASON = 300
+
+
+def _skip_signature(text: str) -> str:
+    """`text` without a leading C++ signature (`void ns::f(const T&, int) const rest` → `rest`)."""
+    head = text.split("(", 1)[0]
+    if "::" not in head or " " in head.strip().rsplit(" ", 1)[-1]:
+        return text
+    depth = 0
+    for index, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == ")" and depth == 0:
+            rest = text[index + 1 :].lstrip()
+            return rest.removeprefix("const").lstrip()
+    return text
+
+
+def ort_reason(error: BaseException) -> str:
+    """ORT's message cut to its first meaningful line: no status code, C++ paths or signatures.
+
+    The full text stays on the exception chain (`raise ... from e`), which `--debug` prints.
+    """
+    text = _LOAD_PREFIX.sub("", _STATUS.sub("", str(error).strip()))
+    too_new = _OPSET_TOO_NEW.search(text)
+    if too_new:
+        opset, domain, newest = too_new.groups()
+        return (
+            f"opset {opset} of {domain} is newer than this onnxruntime supports (max {newest}); "
+            f"export the model with opset {newest} or lower"
+        )
+    invalid = _INVALID_NODE.search(text)
+    if invalid:
+        name, op, problem = invalid.groups()
+        text = f"invalid {op} node {name!r}: {problem}" if name else f"invalid {op} node: {problem}"
+    while (location := _SOURCE_LOCATION.search(text)) is not None:
+        text = text[: location.start()] + _skip_signature(text[location.end() :])
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= _MAX_REASON else line[: _MAX_REASON - 1] + "…"
 
 
 def _label(model: ir.Model | str | os.PathLike[str]) -> str:
@@ -152,8 +204,7 @@ def run(
                 f"{label}: onnxruntime stopped the run after {limit:g} s — raise "
                 f"{TIMEOUT_ENV} (seconds, 0 = no limit) if the model is really that slow"
             ) from e
-        reason = str(e).strip().splitlines()[0]
-        raise SessionError(f"{label}: onnxruntime failed to run the model ({reason})") from e
+        raise SessionError(f"{label}: onnxruntime failed to run the model ({ort_reason(e)})") from e
     finally:
         watchdog.cancel()
 

@@ -184,3 +184,14 @@ def concat_flatten(seed: int = 0) -> ir.Model:
     x = b.node("Relu", [b.conv(joined, 40, 16, stride=2)])
     b.gemm(b.node("Flatten", [x]), 16 * 4 * 4, 10)
     return b.model([_image(side=8)], "logits", ["batch", 10])
+
+
+def deep_cnn(seed: int = 0, depth: int = 12) -> ir.Model:
+    """A plain stack of `depth` Conv→BN→Relu layers: as many refit levels as layers."""
+    b = _Builder(seed)
+    x = b.cbr("x", 3, 16)
+    for _ in range(depth - 1):
+        x = b.cbr(x, 16, 16)
+    pooled = b.node("Flatten", [b.node("GlobalAveragePool", [x])])
+    b.gemm(pooled, 16, 10)
+    return b.model([_image()], "logits", ["batch", 10])

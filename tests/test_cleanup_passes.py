@@ -216,7 +216,7 @@ class TestCleanupRecipe:
     def test_cnn_loses_batchnorm_dropout_identity_and_constants(self):
         model, report = apply(cleanup_passes(), tiny_cnn())
         assert not {"BatchNormalization", "Dropout", "Identity", "Constant"} & set(ops(model))
-        assert report.passes[-1].name == "ShapeInferencePass"
+        assert report.passes[-1].name == "InferShapesPass"
 
     def test_identical_initializers_are_stored_once(self):
         model, _ = apply(cleanup_passes(), shared_weights_model())

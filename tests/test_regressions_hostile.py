@@ -76,9 +76,10 @@ def test_warnings_and_ort_logs_do_not_reach_stderr(tmp_path):
     )
     argv = [sys.executable, "-P", "-c", code]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    assert "differs" in done.stderr and "skipped" in done.stdout  # the two runs happened
-    assert "Warning" not in done.stderr and "onnxruntime:" not in done.stderr
-    assert done.stderr.count("\n") == 1, done.stderr  # only the overflow's one-line error
+    # The two runs happened: the input overflows to inf/NaN in the same places as the folded
+    # model (parity counts that as agreement, and says so), the Reshape fails at run time.
+    assert "NaN/inf values" in " ".join(done.stdout.split()) and "skipped" in done.stdout
+    assert done.stderr == "", done.stderr  # no numpy warning, no ORT log
 
 
 def test_huge_declared_input_is_a_data_error_not_memory_error():

@@ -13,6 +13,7 @@ from onnxsmith.cli import demo, run
 from onnxsmith.cli.render import printable
 from onnxsmith.cli.verbs import VERBS, build_parser
 from onnxsmith.errors import OnnxsmithError
+from onnxsmith.runtime.session import ort_reason
 
 # The verbs a recipe can run, then the two that chain them.
 COMMANDS: dict[str, ModuleType] = {**VERBS, "run": run, "demo": demo}
@@ -43,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if debug:
             traceback.print_exc()
-        reason = printable(str(e).strip().splitlines()[0]) if str(e).strip() else ""
+        # An exception nothing caught may still be ORT's, with C++ paths over several lines.
+        reason = printable(ort_reason(e)) if str(e).strip() else ""
         print(
             f"onnxsmith: internal error: {type(e).__name__}: {reason} — rerun with --debug and "
             "report it",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -137,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         external_data=args.external_data,
         timer=timer,
         recover=recover,
+        # On a terminal only: in a log or a test, stderr keeps the one-line error contract.
+        progress=sys.stderr.isatty(),
     )
     _print(report)
     console.print(f"wrote {args.output}" + (f", report in {args.report}" if args.report else ""))

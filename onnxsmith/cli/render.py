@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -12,7 +14,19 @@ from rich.text import Text
 from onnxsmith.pipeline import PipelineReport
 from onnxsmith.summary import ModelSummary
 
-console = Console(highlight=False)
+# Width when stdout is not a terminal: rich would fall back to 80 columns and fold table cells
+# mid-word (`cls_pr / uned.o / nnx` over three rows) in CI logs and `| tee`; wide enough that
+# every table keeps one line per row. $COLUMNS still wins.
+LOG_WIDTH = 400
+
+
+def make_console() -> Console:
+    """The terminal's width on a terminal, `LOG_WIDTH` (or $COLUMNS) anywhere else."""
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(highlight=False, width=LOG_WIDTH if piped else None)
+
+
+console = make_console()
 
 
 def printable(text: str, *, newlines: bool = False) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import onnx_ir as ir
 
-from onnxsmith.compare import OutputDiff
+from onnxsmith.compare import OutputDiff, nonfinite_note
 from onnxsmith.errors import PassError, SessionError, UsageError
 from onnxsmith.io import load_model, save_model
 from onnxsmith.merge.ensemble import merge_models, merge_record
@@ -199,7 +199,8 @@ def _check(models: list[ir.Model], merged: ir.Model) -> tuple[list[OutputDiff] |
             "written; rerun with --debug and report it"
         )
     worst_abs = max(d.max_abs for d in diffs)
-    return diffs, f"ok vs {len(models)} separate sessions on {origin}, max abs {worst_abs:.2g}"
+    note = f"ok vs {len(models)} separate sessions on {origin}, max abs {worst_abs:.2g}"
+    return diffs, note + nonfinite_note(diffs)
 
 
 def _check_options(

@@ -7,7 +7,7 @@ E[x̃ x̃ᵀ] with x̃ = [x; 1]. Rows are subsampled per feed so that large feat
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -21,6 +21,15 @@ from onnxsmith.runtime.session import create_session, run
 # Inputs wider than this keep only their diagonal (a 4097² float64 matrix is 134 MB).
 MAX_GRAM_WIDTH = 4096
 ROWS_PER_FEED = 2048
+# Rows per node over all feeds. Eight 416×416 feeds gave 16 Ki rows per node, and the Gram
+# products of a 5 M-parameter detector cost ~1 TFLOP (most of a structured prune); 8 Ki rows is
+# still ≥ 4× the widest input (3×3×192) that gets a full matrix here.
+MAX_ROWS = 8192
+
+
+def rows_per_feed(feeds: int) -> int:
+    """Rows drawn from each feed: `ROWS_PER_FEED`, fewer when many feeds would pass `MAX_ROWS`."""
+    return min(ROWS_PER_FEED, -(-MAX_ROWS // max(feeds, 1)))
 
 
 def collect_input_stats(
@@ -31,11 +40,13 @@ def collect_input_stats(
     grams: bool = True,
     rows_per_feed: int = ROWS_PER_FEED,
     seed: int = 0,
+    on_feed: Callable[[], None] = lambda: None,
 ) -> InputStats:
     """Second moments of the inputs of the named Conv/Gemm/MatMul nodes over `feeds`.
 
     With `grams=False` only the per-input mean squares are kept (enough for importance,
-    not for compensation), which is much cheaper on wide convolutions.
+    not for compensation), which is much cheaper on wide convolutions. `on_feed` is called
+    after each feed (progress).
 
     Raises:
         DataError: `feeds` is empty.
@@ -70,6 +81,7 @@ def collect_input_stats(
                 # float32 products of one feed's rows, summed across feeds in float64
                 augmented = np.concatenate([block, np.ones((len(block), 1), np.float32)], axis=1)
                 sums[name] = sums.get(name, 0) + (augmented.T @ augmented).astype(np.float64)
+        on_feed()
     if count == 0:
         raise DataError("prune: the calibration data holds no feeds — add .npz files")
     return InputStats(
@@ -81,8 +93,8 @@ def collect_input_stats(
 
 
 def with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:
-    """A copy of `model` that also returns the named intermediate values."""
-    copy = ir.from_proto(ir.to_proto(model))
+    """A copy of `model` (sharing its weights) that also returns the named intermediate values."""
+    copy = model.clone()
     values = {v.name: v for n in copy.graph for v in n.outputs}
     present = {v.name for v in copy.graph.outputs} | {v.name for v in copy.graph.inputs}
     for name in names:

@@ -10,6 +10,7 @@ from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
 from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
+from onnxsmith.passes.cleanup.shapes import InferShapesPass
 from onnxsmith.passes.cleanup.simplify import SimplifyPass
 
 
@@ -35,7 +36,7 @@ def cleanup_passes(
         # MatMul+Add+BatchNormalization folds only where the MatMul input is known to be 2-D,
         # and SimplifyPass does not infer the outputs of If nodes: without shapes here such a
         # fold waited for the next run (optimize was not idempotent).
-        common.ShapeInferencePass(strict_mode=False),
+        InferShapesPass(),
         FoldBatchNormPass(),
         FuseConvBiasPass(),
         RemoveIdentityPass(),
@@ -44,6 +45,6 @@ def cleanup_passes(
         common.RemoveUnusedFunctionsPass(),
         common.RemoveUnusedOpsetsPass(),
         DeduplicateInitializersPass(),
-        common.ShapeInferencePass(strict_mode=False),
+        InferShapesPass(),
     ]
     return passes

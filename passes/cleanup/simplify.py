@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 import onnxscript.optimizer
+from onnxsmith.passes.cleanup.opset_forms import hidden_from_optimizer, restore_opset_forms
 
 from onnxsmith.pipeline import StatsResult, count_nodes
 
@@ -109,6 +110,11 @@ class SimplifyPass(ir.passes.InPlacePass):
     Pad→Conv, BN→Conv/Gemm, Min/Max→Clip, ...), common-subexpression elimination and function
     inlining, over every graph and subgraph. Never runs ORT. Folds that would store a second
     copy of a weight still used elsewhere are vetoed.
+
+    onnxscript does not consult the model's opset when it builds a replacement (an opset-12
+    `Reshape` came out with `allowzero`, an opset-11 `Unsqueeze` with its axes as an input);
+    each round ends with `restore_opset_forms`, which maps those forms back to the model's opset,
+    and folds it could not map back are kept from the optimizer (`hidden_from_optimizer`).
     """
 
     def call(self, model: ir.Model) -> StatsResult:
@@ -119,15 +125,17 @@ class SimplifyPass(ir.passes.InPlacePass):
         # idempotent.
         initial = shape = _structure(model)
         for _ in range(_MAX_ROUNDS):
-            onnxscript.optimizer.optimize_ir(
-                model,
-                onnx_shape_inference=True,
-                input_size_limit=_SIZE_LIMIT,
-                output_size_limit=_SIZE_LIMIT,
-                should_fold=_keeps_weights_single,
-            )
+            with hidden_from_optimizer(model):
+                onnxscript.optimizer.optimize_ir(
+                    model,
+                    onnx_shape_inference=True,
+                    input_size_limit=_SIZE_LIMIT,
+                    output_size_limit=_SIZE_LIMIT,
+                    should_fold=_keeps_weights_single,
+                )
             _drop_stale_uses(model)
             _register_orphan_constants(model)
+            restore_opset_forms(model)
             previous, shape = shape, _structure(model)
             if shape == previous:
                 break
