@@ -193,7 +193,7 @@ def test_prune_recover_cli_reports_before_and_after(cli, tmp_path):
     assert f"recover: {training['epochs']} epochs" in text and "before it: latency" in text
     assert "recover epoch 1 " in text  # progress per epoch
     markdown = (tmp_path / "rep" / "report.md").read_text()
-    assert "- --recover: " in markdown and "- before --recover: cosine" in markdown
+    assert "- --recover: " in markdown and "- before --recover: top1 " in markdown
 
 
 @pytest.mark.parametrize(

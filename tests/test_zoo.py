@@ -34,17 +34,8 @@ from zoo_models import ZOO, ZooMissing, ZooModel, resolve, write_feeds
 
 pytestmark = pytest.mark.models
 
-# Failures of today's code that another change fixes (issue 15, part 3); strict=False so the
-# marks can be removed once the fix lands.
-ALLOWZERO = (
-    "the cleanup writes Reshape's allowzero (opset 14) into this opset-12 graph and ORT refuses "
-    "the result (issue 15, part 3)"
-)
+# Failures of today's code, each with its reason; strict=False so a fix shows as XPASS.
 KNOWN: dict[tuple[str, str], str] = {
-    ("ddddocr-rec", "optimize"): ALLOWZERO,
-    ("ddddocr-rec", "prune-structured"): ALLOWZERO,
-    ("ddddocr-rec", "quantize"): ALLOWZERO,
-    ("ddddocr-rec-int8", "optimize"): ALLOWZERO,
     # Found by this test, not in issue 15's list: with --method minmax --no-smoothquant
     # --no-latency-aware, InsertQdqPass fails "[ShapeInferenceError] Inferred shape and existing
     # shape differ in rank: (1) vs (0)" (the defaults, in bench/zoo.py, succeed).
