@@ -190,6 +190,27 @@ def test_json_report_onto_the_input_or_a_folder_is_refused_before_any_work(cli, 
     assert digest(cnn_path) == before
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("prune", "{m}", "-o", "{o}", "--sparsity", "0.3"),
+        ("merge", "{m}", "{m}", "-o", "{o}", "--mode", "mean"),
+        ("bench", "{m}", "--runs", "3"),
+    ],
+    ids=["prune", "merge", "bench"],
+)
+def test_every_json_report_onto_an_input_is_refused_before_any_work(cli, cnn_path, argv):
+    """Was: prune, merge, bench (and export, distill) wrote --json with a plain write, so
+    `--json model.onnx` replaced the input model with JSON."""
+    before = digest(cnn_path)
+    out = cnn_path.with_name("o.onnx")
+    args = [a.format(m=cnn_path, o=out) for a in argv]
+    code, _, err = cli(*args, "--json", cnn_path)
+    assert code == 1 and err.count("\n") == 1 and "input" in err
+    assert not out.exists()
+    assert digest(cnn_path) == before
+
+
 def test_model_with_external_data_saved_elsewhere_is_self_contained(tmp_path):
     """Was: the copy still pointed at the input's `.data` (broken once it sat elsewhere)."""
     (tmp_path / "a").mkdir()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -18,10 +16,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from onnxsmith.cli.options import add_metric_option, add_target_options
+from onnxsmith.cli.options import add_metric_option, add_target_options, check_json_path
 from onnxsmith.cli.render import console
 from onnxsmith.errors import UsageError
-from onnxsmith.io import load_model
+from onnxsmith.io import load_model, save_json
 from onnxsmith.report.tables import TextTable, all_tables, targets_tables
 from onnxsmith.runtime.accuracy import AccuracySpec, evaluate, resolve_metric
 from onnxsmith.runtime.benchmark import BenchmarkResult, BenchOptions, benchmark, with_accuracy
@@ -97,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_json_path("bench", args.json, [*args.models, *filter(None, [args.reference])])
     if args.target:
         from onnxsmith.runtime.cluster import require_ray
 
@@ -134,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         results = [_here(args, options, feeds, accuracy, context)]
     _print(results, random_feeds=args.data is None and args.eval is None)
     if args.json:
-        Path(args.json).write_text(json.dumps(_json(results), indent=2, default=str) + "\n")
+        save_json(_json(results), args.json, inputs=[*args.models, *filter(None, [args.reference])])
         console.print(f"wrote {args.json}")
     if args.report:
         from onnxsmith.report import write_report, write_targets_report

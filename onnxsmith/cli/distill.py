@@ -6,8 +6,6 @@ torch-side code is imported inside `run`, so the CLI works without torch install
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
@@ -15,8 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from onnxsmith.cli.export import print_report
+from onnxsmith.cli.options import check_json_path
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
+from onnxsmith.io import save_json
 
 if TYPE_CHECKING:
     from onnxsmith.exporter.distill import DistillReport, EpochStats
@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from onnxsmith.exporter import require_torch
 
     require_torch("distill")
+    check_json_path("distill", args.json, [*args.teachers, args.student], args.output)
     from onnxsmith.exporter.distill import DistillConfig, distill
 
     weights = _weights(args.weights)
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     print_summary(report)
     console.print(f"wrote {escape(str(args.output))}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+        save_json(report.as_dict(), args.json, inputs=[*args.teachers, args.student])
     return 0
 
 

@@ -7,17 +7,17 @@ torch installed; `run` then fails with one line saying what to install.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
+from onnxsmith.cli.options import check_json_path
 from onnxsmith.cli.render import console, megabytes, pipeline_table
 from onnxsmith.errors import UsageError
+from onnxsmith.io import save_json
 
 if TYPE_CHECKING:
     from onnxsmith.exporter.export import ExportReport
@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from onnxsmith.exporter import require_torch
 
     require_torch("export")
+    check_json_path("export", args.json, [], args.output)
     from onnxsmith.exporter.export import ExportWarning, export
     from onnxsmith.exporter.targets import inputs_from_shapes, load_target
 
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     print_report(report)
     console.print(f"wrote {escape(str(args.output))}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+        save_json(report.as_dict(), args.json)
     return 0
 
 

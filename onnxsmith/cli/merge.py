@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from rich.table import Table
 
-from onnxsmith.cli.options import add_metric_option, add_model_output_options
+from onnxsmith.cli.options import add_metric_option, add_model_output_options, check_json_path
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
+from onnxsmith.io import save_json
 from onnxsmith.merge import MODES
 from onnxsmith.merge.evaluate import MergeEval
 from onnxsmith.merge.files import MergeReport, merge_files
@@ -74,6 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_json_path("merge", args.json, args.models, args.out)
     thresholds = args.thresholds
     if thresholds is None and args.mode == "cascade" and args.eval:
         thresholds = _SWEEP
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     )
     _print(report)
     if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+        save_json(report.as_dict(), args.json, inputs=args.models)
     return 0
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from onnxsmith.cli.options import add_model_output_options
+from onnxsmith.cli.options import add_model_output_options, check_json_path
 from onnxsmith.cli.render import console, megabytes, pipeline_table, plain
-from onnxsmith.errors import UsageError
-from onnxsmith.io import check_output_path, save_json
+from onnxsmith.io import save_json
 from onnxsmith.optimize import optimize_file
 
 HELP = "clean up a model: constants, folding, BN fusion, dead code, dedup, opset, shapes"
@@ -28,11 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.json:
-        # Checked before any work, so a bad report path never leaves a model behind.
-        if Path(args.json).resolve() == Path(args.output).resolve():
-            raise UsageError("optimize: --json and -o name the same file — pick two paths")
-        check_output_path(Path(args.json), [args.model])
+    check_json_path("optimize", args.json, [args.model], args.output)
     report = optimize_file(
         args.model,
         args.output,

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from pathlib import Path
 
 from onnxsmith.errors import UsageError
+from onnxsmith.io import check_output_path
 from onnxsmith.runtime.fidelity import AUTO, metric_names
 from onnxsmith.runtime.timer import LocalTimer, Timer
+
+
+def check_json_path(step: str, json_path: str | None, inputs: Sequence[str], *outputs: str) -> None:
+    """Refuses `--json FILE` before any work when it names an input, an output or a folder, so
+    a bad report path never costs the run or overwrites what the user gave."""
+    if json_path is None:
+        return
+    target = Path(json_path).resolve()
+    if any(target == Path(out).resolve() for out in outputs):
+        raise UsageError(f"{step}: --json and -o name the same file — pick two paths")
+    check_output_path(Path(json_path), [str(i) for i in inputs])
 
 
 def add_model_output_options(parser: argparse.ArgumentParser) -> None:

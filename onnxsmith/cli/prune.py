@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,10 +13,12 @@ from onnxsmith.cli.options import (
     add_metric_option,
     add_model_output_options,
     add_target_options,
+    check_json_path,
     target_timer,
 )
 from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
+from onnxsmith.io import save_json
 from onnxsmith.prune import PruneOptions, PruneReport, prune_file
 from onnxsmith.prune.result import DEFAULT_OPS, Recover
 
@@ -113,6 +114,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_json_path("prune", args.json, [args.model], args.output)
     recover = _recover(args)
     options = PruneOptions(
         sparsity=args.sparsity,
@@ -144,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     _print(report)
     console.print(f"wrote {args.output}" + (f", report in {args.report}" if args.report else ""))
     if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2, default=str) + "\n")
+        save_json(report.as_dict(), args.json, inputs=[args.model])
     return 0
 
 
