@@ -35,7 +35,16 @@ from zoo_models import ZOO, ZooMissing, ZooModel, resolve, write_feeds
 pytestmark = pytest.mark.models
 
 # Failures of today's code, each with its reason; strict=False so a fix shows as XPASS.
+STALE_OUTPUT = (
+    "the model declares its output (1, seqlen) but computes (T, 1, C); onnxscript's "
+    "MaterializeReshapeShape trusts the declaration and the parity check refuses the result "
+    "(nothing written); open in issue 15"
+)
 KNOWN: dict[tuple[str, str], str] = {
+    ("ddddocr-rec", "optimize"): STALE_OUTPUT,
+    ("ddddocr-rec", "prune-structured"): STALE_OUTPUT,
+    ("ddddocr-rec", "quantize"): STALE_OUTPUT,
+    ("ddddocr-rec-int8", "optimize"): STALE_OUTPUT,
     # Found by this test, not in issue 15's list: with --method minmax --no-smoothquant
     # --no-latency-aware, InsertQdqPass fails "[ShapeInferenceError] Inferred shape and existing
     # shape differ in rank: (1) vs (0)" (the defaults, in bench/zoo.py, succeed).
