@@ -59,6 +59,7 @@ def load_model(path: str | os.PathLike[str]) -> ir.Model:
     except Exception as e:  # the deserializer raises many types on malformed graphs
         raise ModelLoadError(f"{path}: cannot read the graph ({e}) — re-export the model") from e
     _check_tensor_sizes(model, path)
+    _shape_initializers_by_data(model)
     ir.external_data.set_base_dir(model.graph, str(path.parent))
     model.meta[SOURCE_KEY] = str(path.resolve())
     model.meta[DATA_FILES_KEY] = data_files
@@ -326,6 +327,20 @@ def _source_files(model: ir.Model) -> list[Path]:
     if SOURCE_KEY in model.meta:
         files += [Path(model.meta[SOURCE_KEY]), *model.meta.get(DATA_FILES_KEY, ())]
     return files
+
+
+def _shape_initializers_by_data(model: ir.Model) -> None:
+    """Gives every initializer the shape of its data where a value_info declares another.
+
+    PyTorch's exporter stores scalar constants as shape (1,) tensors and declares them rank 0;
+    ORT runs the data, but ONNX shape inference in strict mode (ORT's quantizer runs it) stops
+    at "Inferred shape and existing shape differ in rank: (1) vs (0)". The data is the truth.
+    """
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            data = value.const_value
+            if data is not None and value.shape is not None and value.shape != data.shape:
+                value.shape = ir.Shape(data.shape)
 
 
 def _check_tensor_sizes(model: ir.Model, path: Path) -> None:

@@ -173,3 +173,26 @@ def test_empty_graph(tmp_path):
     path.write_bytes(onnx.helper.make_model(graph).SerializeToString())
     with pytest.raises(ModelLoadError, match="empty"):
         load_model(path)
+
+
+def test_initializer_declared_with_another_rank_takes_its_data_shape(tmp_path):
+    """PyTorch stores a scalar constant as shape (1,) and declares it rank 0; ORT's quantizer
+    runs strict shape inference, which stopped at "differ in rank: (1) vs (0)"."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        [numpy_helper.from_array(np.array([2.0], np.float32), "two")],
+        value_info=[helper.make_tensor_value_info("two", TensorProto.FLOAT, [])],
+    )
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(onnx.shape_inference.InferenceError):
+        onnx.shape_inference.infer_shapes(onnx.load(path), strict_mode=True)
+    model = load_model(path)
+    assert model.graph.initializers["two"].shape == (1,)
+    save_model(model, tmp_path / "out.onnx")
+    onnx.shape_inference.infer_shapes(onnx.load(tmp_path / "out.onnx"), strict_mode=True)

@@ -235,3 +235,31 @@ def test_a_pass_writing_a_newer_form_is_named_and_stopped():
     model = ir.from_proto(reshape_chain(12))
     with pytest.raises(PassError, match=r"the model after AllowzeroPass is invalid: .*allowzero"):
         apply([*cleanup_passes()[:2], AllowzeroPass()], model)
+
+
+def test_stale_declared_output_shape_does_not_reshape_the_output(tmp_path):
+    """ddddocr's recognizer: the final Reshape's target is computed, making (T, N, C), but the
+    output is declared (1, seqlen); onnxscript materialized the declaration as the target."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "zero"], ["t"], axis=0),
+        helper.make_node("Gather", ["shape", "one"], ["n"], axis=0),
+        *unsqueeze("t", "t1", [0], 12),
+        *unsqueeze("n", "n1", [0], 12),
+        helper.make_node("Concat", ["t1", "n1", "minus_one"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["y"]),
+    ]
+    inits = [int64("zero", 0), int64("one", 1), int64("minus_one", [-1])]
+    model = build(
+        nodes,
+        [helper.make_tensor_value_info("x", F, ["T", "N", 2, 3])],
+        [helper.make_tensor_value_info("y", F, [1, "seqlen"])],
+        inits,
+    )
+    result, source, output = optimized(model, tmp_path)
+    assert [d.dim_param or d.dim_value for d in result.graph.output[0].type.tensor_type.shape.dim] == [
+        1,
+        "seqlen",
+    ]  # the interface stays as declared
+    feed = {"x": np.random.default_rng(0).standard_normal((5, 1, 2, 3)).astype(np.float32)}
+    assert_same_outputs(source, output, feed)

@@ -34,24 +34,6 @@ from zoo_models import ZOO, ZooMissing, ZooModel, resolve, write_feeds
 
 pytestmark = pytest.mark.models
 
-# Failures of today's code, each with its reason; strict=False so a fix shows as XPASS.
-STALE_OUTPUT = (
-    "the model declares its output (1, seqlen) but computes (T, 1, C); onnxscript's "
-    "MaterializeReshapeShape trusts the declaration and the parity check refuses the result "
-    "(nothing written); open in issue 15"
-)
-KNOWN: dict[tuple[str, str], str] = {
-    ("ddddocr-rec", "optimize"): STALE_OUTPUT,
-    ("ddddocr-rec", "prune-structured"): STALE_OUTPUT,
-    ("ddddocr-rec", "quantize"): STALE_OUTPUT,
-    ("ddddocr-rec-int8", "optimize"): STALE_OUTPUT,
-    # Found by this test, not in issue 15's list: with --method minmax --no-smoothquant
-    # --no-latency-aware, InsertQdqPass fails "[ShapeInferenceError] Inferred shape and existing
-    # shape differ in rank: (1) vs (0)" (the defaults, in bench/zoo.py, succeed).
-    ("minilm", "quantize"): "InsertQdqPass shape-inference rank mismatch on MiniLM (new bug)",
-}
-
-
 @pytest.fixture(scope="module")
 def workspaces(tmp_path_factory: pytest.TempPathFactory):
     """One workspace per model, built on first use and shared by its verbs."""
@@ -95,9 +77,7 @@ def written_model(verb: str, output: Path) -> Path:
 
 @pytest.mark.parametrize("verb", VERBS)
 @pytest.mark.parametrize("name", list(ZOO))
-def test_verb_on_zoo_model(cli, workspaces, request, name, verb):
-    if (name, verb) in KNOWN:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN[name, verb], strict=False))
+def test_verb_on_zoo_model(cli, workspaces, name, verb):
     ws = workspaces(ZOO[name])
     args, output = verb_args(verb, ws, quick=True)
     code, _, err = cli(*args)

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import onnx_ir as ir
 import onnxscript.optimizer
+from onnxsmith.passes.cleanup.declared_shapes import (
+    hidden_stale_output_shapes,
+    stale_output_shapes,
+)
 from onnxsmith.passes.cleanup.opset_forms import hidden_from_optimizer, restore_opset_forms
 
 from onnxsmith.pipeline import StatsResult, count_nodes
@@ -115,6 +119,8 @@ class SimplifyPass(ir.passes.InPlacePass):
     `Reshape` came out with `allowzero`, an opset-11 `Unsqueeze` with its axes as an input);
     each round ends with `restore_opset_forms`, which maps those forms back to the model's opset,
     and folds it could not map back are kept from the optimizer (`hidden_from_optimizer`).
+    Graph outputs whose declared shape the graph contradicts are hidden from it too
+    (`declared_shapes`).
     """
 
     def call(self, model: ir.Model) -> StatsResult:
@@ -124,8 +130,9 @@ class SimplifyPass(ir.passes.InPlacePass):
         # wiring, not just the node count: Flatten → Reshape keeps the count) so the pass is
         # idempotent.
         initial = shape = _structure(model)
+        stale = stale_output_shapes(model)
         for _ in range(_MAX_ROUNDS):
-            with hidden_from_optimizer(model):
+            with hidden_from_optimizer(model), hidden_stale_output_shapes(model, stale):
                 onnxscript.optimizer.optimize_ir(
                     model,
                     onnx_shape_inference=True,
