@@ -257,9 +257,7 @@ def test_stale_declared_output_shape_does_not_reshape_the_output(tmp_path):
         inits,
     )
     result, source, output = optimized(model, tmp_path)
-    assert [d.dim_param or d.dim_value for d in result.graph.output[0].type.tensor_type.shape.dim] == [
-        1,
-        "seqlen",
-    ]  # the interface stays as declared
+    declared = result.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in declared] == [1, "seqlen"]  # interface kept
     feed = {"x": np.random.default_rng(0).standard_normal((5, 1, 2, 3)).astype(np.float32)}
     assert_same_outputs(source, output, feed)

@@ -34,6 +34,7 @@ from zoo_models import ZOO, ZooMissing, ZooModel, resolve, write_feeds
 
 pytestmark = pytest.mark.models
 
+
 @pytest.fixture(scope="module")
 def workspaces(tmp_path_factory: pytest.TempPathFactory):
     """One workspace per model, built on first use and shared by its verbs."""

@@ -30,7 +30,8 @@ def _inferred_dims(graph: onnx.GraphProto, name: str) -> list | None:
         shapes.setdefault(init.name, onnx.helper.make_tensor_type_proto(1, init.dims))
     known = shapes.get(name)
     if known is not None and known.tensor_type.HasField("shape"):
-        return [d.dim_value if d.HasField("dim_value") else None for d in known.tensor_type.shape.dim]
+        dims = known.tensor_type.shape.dim
+        return [d.dim_value if d.HasField("dim_value") else None for d in dims]
     producer = next((n for n in graph.node if name in n.output), None)
     if producer is None or producer.op_type != "Reshape" or len(producer.input) < 2:
         return None
