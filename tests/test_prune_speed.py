@@ -81,3 +81,26 @@ def test_progress_names_each_step_and_each_group(tmp_path, capsys):
     capsys.readouterr()
     prune_file(source, tmp_path / "q.onnx", options, calib=calib)
     assert capsys.readouterr().err == ""  # quiet unless asked
+
+
+def test_rows_from_the_upstream_part_match_the_full_model_and_pair_with_themselves():
+    """`sample_rows` runs only what the named layers depend on; the rows, drawn at the same
+    positions, equal those of a full run (collect_input_stats), so the twin statistics of a
+    model with itself are its own Gram matrices (exact: the same float32 products)."""
+    from onnxsmith.prune.stats import pair_stats, sample_rows, upstream_of
+
+    model, _ = apply(cleanup_passes(), prune_zoo.resnet_like())
+    names = sorted({c.node.name or "" for c in analyze_channels(model).consumers})
+    first = names[:1]
+    upstream = upstream_of(model, [n.inputs[0].name for n in model.graph if n.name in first])
+    assert upstream is None or len(upstream.graph) < len(model.graph)
+    feeds = image_feeds(3, seed=1)
+    rows = sample_rows(model, names, feeds, rows_per_feed=64)
+    again = sample_rows(model, names[::-1], feeds, rows_per_feed=64)
+    for name in names:
+        for a, b in zip(rows[name], again[name], strict=True):
+            assert (a is None and b is None) or np.array_equal(a, b)
+    pairs = pair_stats(rows, rows)
+    assert set(pairs) == {n for n in names if rows[n][0] is not None} and pairs
+    for cross, gram in pairs.values():
+        np.testing.assert_array_equal(cross, gram)

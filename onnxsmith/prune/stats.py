@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from onnxsmith.errors import DataError
 from onnxsmith.passes.prune.linear import input_rows, linear_spec
 from onnxsmith.passes.prune.refit import InputStats
 from onnxsmith.runtime.data import Feed
-from onnxsmith.runtime.session import create_session, run
+from onnxsmith.runtime.session import Session, create_session, run
 
 # Inputs wider than this keep only their diagonal (a 4097² float64 matrix is 134 MB).
 MAX_GRAM_WIDTH = 4096
@@ -55,18 +56,15 @@ def collect_input_stats(
     specs = {name: linear_spec(node) for name, node in by_name.items()}
     wanted = {name: node for name, node in by_name.items() if specs[name] is not None}
     acts = sorted({n.inputs[0].name or "" for n in wanted.values() if n.inputs[0] is not None})
-    session = create_session(with_outputs(model, acts))
-    names = [o.name for o in session.get_outputs()]
+    upstream = upstream_of(model, acts)
+    session = None if upstream is None else create_session(upstream)
     rng = np.random.default_rng(seed)
     sums: dict[str, np.ndarray] = {}
     squares: dict[str, np.ndarray] = {}
     rows: dict[str, int] = {}
     count = 0
     for feed in feeds:
-        outputs = {
-            **feed,
-            **dict(zip(names, run(session, feed, "pruning calibration"), strict=True)),
-        }
+        outputs = _activations(session, feed, "pruning calibration")
         count += 1
         for name, node in wanted.items():
             spec = specs[name]
@@ -103,50 +101,82 @@ def with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:
     return copy
 
 
-def collect_pair_stats(
-    original: ir.Model,
-    pruned: ir.Model,
+def upstream_of(model: ir.Model, names: Sequence[str]) -> ir.Model | None:
+    """A copy of `model` (sharing its weights) that computes only the named values.
+
+    Only the nodes they depend on stay, so measuring a layer near the input costs a fraction
+    of a full run (the sequential refit measures every level of a deep model this way). None
+    when every name is a graph input: nothing to run.
+    """
+    copy = model.clone()
+    values = {v.name: v for n in copy.graph for v in n.outputs}
+    wanted = [values[name] for name in dict.fromkeys(names) if name in values]
+    if not wanted:
+        return None
+    copy.graph.outputs.clear()
+    copy.graph.outputs.extend(wanted)
+    RemoveUnusedNodesPass()(copy)
+    return copy
+
+
+def _activations(session: Session | None, feed: Feed, label: str) -> Feed:
+    """The feed and every output of `session` on it, by name."""
+    if session is None:
+        return feed
+    names = [o.name for o in session.get_outputs()]
+    return {**feed, **dict(zip(names, run(session, feed, label), strict=True))}
+
+
+Rows = dict[str, list[np.ndarray | None]]
+
+
+def sample_rows(
+    model: ir.Model,
     nodes: Sequence[str],
-    feeds: Iterable[Feed],
+    feeds: Sequence[Feed],
     *,
     rows_per_feed: int = ROWS_PER_FEED,
     seed: int = 0,
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """For each named node: (E[x̃ x̃'ᵀ], E[x̃' x̃'ᵀ]) between its input rows in `original` (x̃)
-    and in `pruned` (x̃', fewer channels), at the same positions of the same feeds.
+    label: str = "pruning calibration",
+) -> Rows:
+    """Per named node, the input rows it contracts (float32, plus a ones column) on each feed.
 
-    Both models must name the node and its input alike (pruning keeps names).
+    Positions are drawn with a generator seeded by (seed, feed index), so the same call on a
+    pruned twin of `model` (same names, fewer channels) draws the same positions; None where a
+    node is not a plain linear layer or its input is too wide for a full matrix.
     """
-    wanted = [n for n in original.graph if n.name in set(nodes)]
-    pruned_nodes = {n.name: n for n in pruned.graph}
+    wanted = [n for n in model.graph if n.name in set(nodes)]
     acts = sorted({n.inputs[0].name or "" for n in wanted if n.inputs[0] is not None})
-    sessions = [create_session(with_outputs(m, acts)) for m in (original, pruned)]
-    cross: dict[str, np.ndarray] = {}
-    grams: dict[str, np.ndarray] = {}
-    rows: dict[str, int] = {}
+    upstream = upstream_of(model, acts)
+    session = None if upstream is None else create_session(upstream)
+    rows: Rows = {n.name or "": [] for n in wanted}
     for index, feed in enumerate(feeds):
-        values = []
-        for session, label in zip(sessions, ("original", "pruned"), strict=True):
-            names = [o.name for o in session.get_outputs()]
-            values.append({**feed, **dict(zip(names, run(session, feed, label), strict=True))})
+        values = _activations(session, feed, label)
         for node in wanted:
-            twin = pruned_nodes.get(node.name)
-            spec, twin_spec = linear_spec(node), None if twin is None else linear_spec(twin)
-            if spec is None or twin is None or twin_spec is None or node.inputs[0] is None:
-                continue
-            name = node.inputs[0].name or ""
-            # the same seed draws the same positions from both activations
-            x = input_rows(node, spec, values[0][name], limit=rows_per_feed,
-                           rng=np.random.default_rng((seed, index)))  # fmt: skip
-            y = input_rows(twin, twin_spec, values[1][name], limit=rows_per_feed,
-                           rng=np.random.default_rng((seed, index)))  # fmt: skip
-            if x is None or y is None or x.shape[1] >= MAX_GRAM_WIDTH:
-                continue
-            ones = np.ones((len(x), 1), np.float32)
-            xa = np.concatenate([x.astype(np.float32), ones], axis=1)
-            ya = np.concatenate([y.astype(np.float32), ones], axis=1)
-            key = node.name or ""
-            cross[key] = cross.get(key, 0) + (xa.T @ ya).astype(np.float64)
-            grams[key] = grams.get(key, 0) + (ya.T @ ya).astype(np.float64)
-            rows[key] = rows.get(key, 0) + len(x)
-    return {key: (cross[key] / rows[key], grams[key] / rows[key]) for key in cross}
+            spec, x, block = linear_spec(node), node.inputs[0], None
+            if spec is not None and x is not None:
+                rng = np.random.default_rng((seed, index))
+                block = input_rows(node, spec, values[x.name or ""], limit=rows_per_feed, rng=rng)
+            if block is not None and block.shape[1] < MAX_GRAM_WIDTH:
+                ones = np.ones((len(block), 1), np.float32)
+                block = np.concatenate([block.astype(np.float32), ones], axis=1)
+            else:
+                block = None
+            rows[node.name or ""].append(block)
+    return rows
+
+
+def pair_stats(original: Rows, pruned: Rows) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each node in both: (E[x̃ x̃'ᵀ], E[x̃' x̃'ᵀ]) between its input rows in the original
+    (x̃) and in the pruned model (x̃', fewer channels), drawn at the same positions."""
+    found = {}
+    for key, ys in pruned.items():
+        blocks = [(x, y) for x, y in zip(original.get(key, []), ys, strict=False)]
+        blocks = [(x, y) for x, y in blocks if x is not None and y is not None]
+        if not blocks:
+            continue
+        count = sum(len(x) for x, _ in blocks)
+        cross = sum((x.T @ y).astype(np.float64) for x, y in blocks)
+        gram = sum((y.T @ y).astype(np.float64) for _, y in blocks)
+        found[key] = (cross / count, gram / count)
+    return found
