@@ -22,7 +22,11 @@ quantize_static (per-channel; opset 13 + reduce_range), quantize_dynamic (per-te
 per-channel), for transformers ORT's preset (`onnxruntime.transformers` fusion, then dynamic
 per-channel), and NNCF (default; model_type=TRANSFORMER) when `pip install nncf` was run.
 
-Run: .venv/bin/python -P bench/quantize_bench.py [--models minilm,ocr-det,ocr-rec,digits]
+- yolov8, yolox, cnn-lstm: NudeNet's YOLOv8n, ddddocr's YOLOX-style detector and its CNN + LSTM
+  recognizer, with the zoo's real feeds (bench/zoo_models.py) and onnxsmith's task metric
+  (detection F1 against fp32's boxes; CTC characters and strings).
+
+Run: .venv/bin/python -P bench/quantize_bench.py [--models minilm,ocr-det,ocr-rec,digits,...]
 [--seconds 40] [--rows "defaults,old search"]
 """
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -44,6 +49,7 @@ from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 
 from onnxsmith.quantize import quantize
 
+sys.path.insert(0, str(Path(__file__).parent))  # `python -P` leaves bench/ out: zoo, zoo_models
 OUT = Path(__file__).parent / "out" / "quantize"
 
 
@@ -614,11 +620,36 @@ def table(case: Case, results: list[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def zoo_case(name: str, title: str, calib: int = 32, held_out: int = 24) -> Callable[[Path], Case]:
+    """A zoo model (bench/zoo_models.py), scored by onnxsmith's task metric (bench/zoo.py)."""
+
+    def build(folder: Path) -> Case:
+        from zoo import fidelity
+        from zoo_models import ZOO, resolve
+
+        model = ZOO[name]
+        feeds = model.feeds(calib + held_out)
+        return Case(
+            title,
+            resolve(model, folder),
+            save_feeds(folder / "calib", feeds[:calib]),
+            save_feeds(folder / "eval", feeds[calib:]),
+            model.task,
+            lambda ref, got: fidelity(model.task, ref, got),
+            {"onnxsmith (defaults)": {}},
+        )
+
+    return build
+
+
 CASES = {
     "minilm": minilm_case,
     "ocr-det": ocr_case,
     "ocr-rec": rec_case,
     "digits": digits_case,
+    "yolov8": zoo_case("nudenet-320n", "YOLOv8n detector, NudeNet 320n (opset 17)"),
+    "yolox": zoo_case("ddddocr-det", "YOLOX-style detector, ddddocr det (opset 11)"),
+    "cnn-lstm": zoo_case("ddddocr-rec", "CNN + LSTM text recognizer, ddddocr (opset 12)"),
 }
 
 
