@@ -66,6 +66,13 @@ def load_model(path: str | os.PathLike[str]) -> ir.Model:
     return model
 
 
+def external_data_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The external data files the model at `path` reads, resolved (checked as `load_model`
+    checks them: inside the model's folder, present, long enough)."""
+    path = Path(path)
+    return _check_external_data(_read_proto(path), path)
+
+
 def save_model(
     model: ir.Model,
     path: str | os.PathLike[str],

@@ -192,3 +192,43 @@ def test_bad_requests_leave_nothing(cli, chain, tmp_path):
         "head.onnx",
         "mlp.onnx",
     ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "option", "value"),
+    [
+        ("ort", "--name", "m"),
+        ("ort", "--max-batch-size", "8"),
+        ("package", "--instances", "2"),
+        ("triton", "--threads", "2"),
+        ("triton", "--batch-wait-ms", "5"),
+        ("ray-serve", "--ensemble", "all"),
+        ("triton", "--report", "r.json"),
+    ],
+)
+def test_an_option_of_another_format_is_an_error_not_ignored(
+    cli, chain, tmp_path, fmt, option, value
+):
+    out = tmp_path / "o"
+    code, _, err = cli("serve-export", chain[0], "--format", fmt, "-o", out, option, value)
+    assert code == 2 and f"{option} does not apply to --format {fmt}" in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("fmt", ["triton", "package"])
+def test_external_data_of_any_name_travels_with_the_model(cli, chain, tmp_path, fmt):
+    import onnx
+
+    folder = tmp_path / "ext"
+    folder.mkdir()
+    source = folder / "mlp.onnx"
+    onnx.save(onnx.load(chain[0]), source, save_as_external_data=True,
+              location="mlp.weights", size_threshold=0)  # fmt: skip
+    out = tmp_path / "o"
+    code, _, err = cli("serve-export", source, "--format", fmt, "-o", out)
+    assert code == 0, err
+    (copied,) = out.rglob("model.onnx")
+    assert (copied.parent / "mlp.weights").is_file()
+    feed = {"x": np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)}
+    want = create_session(chain[0]).run(None, feed)
+    np.testing.assert_array_equal(create_session(copied).run(None, feed)[0], want[0])

@@ -19,6 +19,17 @@ from onnxsmith.serve.triton import write_repository
 HELP = "hand models to a serving stack: Triton repository, Ray Serve app, ORT format, package"
 EXAMPLE = "onnxsmith serve-export model.int8.onnx --format ray-serve -o served"
 FORMATS = ("triton", "ray-serve", "ort", "package")
+# Which formats each option shapes; given with another format it is an error, not ignored.
+APPLIES = {
+    "name": ("triton", "ray-serve"),
+    "max_batch_size": ("triton", "ray-serve"),
+    "instances": ("triton", "ray-serve"),
+    "threads": ("ray-serve",),
+    "batch_wait_ms": ("ray-serve",),
+    "ensemble": ("triton",),
+    "report": ("package",),
+}
+DEFAULTS = {"max_batch_size": 32, "instances": 1, "threads": 1, "batch_wait_ms": 2.0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +37,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--name", action="append", help="model name in the repository (repeat)")
-    parser.add_argument("--max-batch-size", type=int, default=32, metavar="N", help="default 32")
+    parser.add_argument("--max-batch-size", type=int, metavar="N", help="default 32")
     parser.add_argument(
-        "--instances", type=int, default=1, metavar="N", help="triton instances, ray-serve replicas"
+        "--instances", type=int, metavar="N", help="triton instances, ray-serve replicas (1)"
     )
-    parser.add_argument("--threads", type=int, default=1, metavar="N", help="ray-serve ORT threads")
-    parser.add_argument("--batch-wait-ms", type=float, default=2.0, metavar="MS", help="batch wait")
+    parser.add_argument("--threads", type=int, metavar="N", help="ray-serve ORT threads (1)")
+    parser.add_argument(
+        "--batch-wait-ms", type=float, metavar="MS", help="ray-serve batch wait (2)"
+    )
     parser.add_argument("--ensemble", help="triton: also write an ensemble of all models, named so")
     parser.add_argument("--report", type=Path, help="package: a JSON report to embed as metrics")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Options that do not shape `--format` are refused; the others get their defaults."""
+    stray = [
+        "--" + option.replace("_", "-")
+        for option, formats in APPLIES.items()
+        if getattr(args, option) is not None and args.format not in formats
+    ]
+    if stray:
+        raise UsageError(
+            f"serve-export: {', '.join(stray)} does not apply to --format {args.format} — "
+            "drop it, or see docs/serve-export.md for which format takes it"
+        )
+    for option, default in DEFAULTS.items():
+        if getattr(args, option) is None:
+            setattr(args, option, default)
+    if args.max_batch_size < 1 or args.instances < 1:
+        raise UsageError("serve-export: --max-batch-size and --instances must be at least 1")
 
 
 def _export(args: argparse.Namespace, staging: Path) -> list[Path]:
@@ -71,8 +103,7 @@ def _export(args: argparse.Namespace, staging: Path) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_batch_size < 1 or args.instances < 1:
-        raise UsageError("serve-export: --max-batch-size and --instances must be at least 1")
+    _check_options(args)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

@@ -12,6 +12,7 @@ from typing import Any
 import onnx_ir as ir
 
 from onnxsmith.errors import UsageError
+from onnxsmith.io import external_data_files
 from onnxsmith.provenance import steps_applied
 from onnxsmith.signature import TensorSpec, input_specs, output_specs
 
@@ -33,12 +34,15 @@ def model_names(sources: Sequence[Path], names: Sequence[str] | None) -> list[st
 
 
 def copy_model(source: Path, folder: Path, filename: str = "model.onnx") -> Path:
-    """Copies `source` (and its `SOURCE.data` external weights, name kept) into `folder`."""
+    """Copies `source` into `folder` as `filename`, with every external data file it reads
+    (whatever their names, at the same paths relative to the model)."""
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, folder / filename)
-    data = source.with_name(source.name + ".data")
-    if data.exists():
-        shutil.copyfile(data, folder / data.name)
+    home = source.parent.resolve()
+    for data in external_data_files(source):
+        target = folder / data.relative_to(home)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(data, target)
     return folder / filename
 
 
