@@ -3,8 +3,13 @@
 Structured pruning with a least-squares refit loses accuracy that every trusted pruner wins
 back by fine-tuning with the PyTorch source and training code. Here the pruned ONNX graph is
 the student (converted to torch from its own weights), the original is the teacher, and the
-loss is the mean squared difference of their outputs on the given inputs: no labels, no
-source. The trained weights go back into the pruned graph, so its latency is unchanged.
+loss compares their outputs on the given inputs: no labels, no source. The trained weights go
+back into the pruned graph, so its latency is unchanged.
+
+The loss follows the outputs: where every output of the original lies in [0, 1] (a Softmax
+classifier, a Sigmoid text or segmentation map) it is the binary cross-entropy against the
+original's probabilities, whose gradient does not vanish on a confidently wrong output as the
+squared error's does; otherwise (logits, boxes, embeddings) the mean squared difference.
 """
 
 from __future__ import annotations
@@ -15,11 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx_ir as ir
 from onnxsmith.exporter.distill import distill
 from onnxsmith.exporter.training import DistillConfig, EpochStats
+from onnxsmith.runtime.data import DataDir
+from onnxsmith.runtime.session import create_session
 
 from onnxsmith.io import load_model, save_model
+from onnxsmith.signature import input_specs
 
 DEFAULT_TIME_BUDGET = 300.0  # seconds of training: `--recover` stays under 10 minutes
 
@@ -32,6 +41,15 @@ class RecoverSettings:
     time_budget: float = DEFAULT_TIME_BUDGET
     seed: int = 0
     epochs: int | None = None  # None: until the held-out loss stops improving
+
+
+def recovery_loss(original: ir.Model, data: Path) -> str:
+    """`bce` when the original's outputs on the first feed of `data` are all probabilities."""
+    first = next(iter(DataDir(data, input_specs(original), step="prune --recover-data")))
+    outputs = create_session(original).run(None, first)
+    floats = [np.asarray(o) for o in outputs if np.asarray(o).dtype.kind == "f"]
+    bounded = floats and all(o.size and o.min() >= 0 and o.max() <= 1 for o in floats)
+    return "bce" if bounded else "mse"
 
 
 def recover_pruned(
@@ -48,7 +66,10 @@ def recover_pruned(
         DataError: the data does not fit the model.
     """
     config = DistillConfig(
-        loss="mse", seed=settings.seed, time_budget=settings.time_budget, epochs=settings.epochs
+        loss=recovery_loss(original, settings.data),
+        seed=settings.seed,
+        time_budget=settings.time_budget,
+        epochs=settings.epochs,
     )
     with tempfile.TemporaryDirectory(prefix="onnxsmith-recover-") as folder:
         work = Path(folder)
@@ -76,6 +97,7 @@ def recover_pruned(
         "stop_reason": training.stop_reason,
         "watched": training.metric,
         "lr": training.lr,
+        "loss": config.loss,
         "train_seconds": round(training.seconds, 1),
         "time_budget": settings.time_budget,
         "held_out": report.evaluated_on,

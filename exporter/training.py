@@ -31,7 +31,8 @@ from torch.utils import _pytree as pytree
 
 from onnxsmith.errors import DataError, UsageError, name_list
 
-LOSSES = ("kl", "mse", "cosine")
+LOSSES = ("kl", "mse", "cosine", "bce")
+PROBABILITY_EPS = 1e-6  # keeps log(p) finite for outputs that are exactly 0 or 1
 MAX_EPOCHS = 1000
 LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
 LR_LIMITS = (1e-4, 3e-2)  # what the range test may pick: Adam's sane interval
@@ -381,9 +382,14 @@ def distillation_loss(
     labels: torch.Tensor | None,
     config: DistillConfig,
 ) -> torch.Tensor:
-    """Hinton KD (KL(targets ‖ softmax(pred/T)) · T²) mixed with CE by `alpha`; or MSE, cosine."""
+    """Hinton KD (KL(targets ‖ softmax(pred/T)) · T²) mixed with CE by `alpha`; or MSE, cosine,
+    or BCE between outputs that already are probabilities (Softmax/Sigmoid heads) and targets."""
     if config.loss == "mse":
         return F.mse_loss(prediction, targets)
+    if config.loss == "bce":
+        # log-scale gradients where MSE on a probability saturates (a confidently wrong class)
+        bounded = prediction.clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS)
+        return F.binary_cross_entropy(bounded, targets.clamp(0, 1))
     if config.loss == "cosine":
         similarity = F.cosine_similarity(prediction.flatten(1), targets.flatten(1), dim=1)
         return 1 - similarity.mean()

@@ -222,3 +222,17 @@ def test_recover_without_torch_says_what_to_install(cli, tmp_path, monkeypatch):
                        "--structured", "--recover", "--calib", calib)  # fmt: skip
     assert code == 1 and "pip install 'onnxsmith[torch]'" in err and "prune --recover" in err
     assert not (tmp_path / "p.onnx").exists()
+
+
+def test_recovery_loss_follows_the_outputs(tmp_path):
+    """Probabilities (a Softmax head) are recovered with BCE, whose gradient does not vanish on
+    a confidently wrong class; logits with the squared error."""
+    from onnxsmith.exporter.recover import recovery_loss
+
+    data = write_data(tmp_path / "data", digits(32))
+    probs = tiny_cnn(tmp_path / "probs.onnx")
+    assert recovery_loss(load_model(probs), data) == "bce"
+    logits = onnx.load(probs)
+    logits.graph.output[0].name = "logits"
+    onnx.save(logits, tmp_path / "logits.onnx")
+    assert recovery_loss(load_model(tmp_path / "logits.onnx"), data) == "mse"
