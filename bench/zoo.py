@@ -121,7 +121,8 @@ def verb_args(verb: str, ws: Workspace, quick: bool = False) -> tuple[list[str],
     if verb in ("serve-triton", "serve-ort"):
         kind = verb.removeprefix("serve-")
         folder = out / kind
-        return ["serve-export", model, "--format", kind, "-o", str(folder), "--name", "zoo"], folder
+        name = ["--name", "zoo"] if kind == "triton" else []  # --name shapes triton alone
+        return ["serve-export", model, "--format", kind, "-o", str(folder), *name], folder
     raise ValueError(f"zoo: unknown verb {verb!r}; known: {', '.join(VERBS)}")
 
 
