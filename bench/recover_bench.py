@@ -11,13 +11,21 @@ training inputs.
 Latency: fp32, pruned, and pruned + recovered sessions interleaved on one line (batch 1).
 
     .venv/bin/python -P bench/recover_bench.py [--sparsity 0.3] [--lines 1000] [--eval 400]
+
+`--model NAME` runs a model of the zoo instead (bench/zoo_models.py: `ppocr-det`,
+`nudenet-320n`, ...): its real feeds (`--lines` for recovery, the first `--calib-lines` of them
+for calibration, `--eval` others for fidelity), scored by onnxsmith's task metric (text-mask
+IoU, detection F1 against fp32's boxes).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +37,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from onnxsmith.cli.main import main as onnxsmith
 
+sys.path.insert(0, str(Path(__file__).parent))  # `python -P` leaves bench/ out: zoo, zoo_models
 OUT = Path(__file__).parent / "out" / "recover"
 MODELS = Path(rapidocr_onnxruntime.__file__).parent / "models"
 FONTS = sorted(Path("/usr/share/fonts/truetype/dejavu").glob("DejaVu*.ttf"))
@@ -141,65 +150,117 @@ def top1(path: Path, inputs: np.ndarray) -> np.ndarray:
     return predict(create_session(path, threads=1), {"x": inputs}, label=str(path)).argmax(1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sparsity", type=float, default=0.3)
-    parser.add_argument("--lines", type=int, default=1000, help="recovery lines")
-    parser.add_argument("--calib-lines", type=int, default=128, help="calibration lines")
-    parser.add_argument("--eval", type=int, default=400, help="held-out lines for fidelity")
-    parser.add_argument("--runs", type=int, default=300, help="interleaved timing rounds")
-    parser.add_argument(
-        "--reuse-plain", action="store_true", help="keep cls.pruned.onnx from an earlier run"
-    )
-    args = parser.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
+@dataclasses.dataclass
+class Subject:
+    """A model to prune and recover, its data, and how its fidelity to fp32 is scored."""
+
+    model: Path
+    calib: Path
+    recover_data: Path
+    timing_feeds: list[dict[str, np.ndarray]]
+    score: Callable[[Path], dict[str, float | str]]
+    note: str
+
+
+def cls_subject(args: argparse.Namespace) -> Subject:
     model = MODELS / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
     train = lines(args.lines, 0, WORDS[: len(WORDS) // 2 + 10])
-    calib = write_feeds(OUT / "cls_calib", train[: args.calib_lines])
-    recover_data = write_feeds(OUT / "cls_recover", train, per_file=50)
     evaluation = lines(args.eval, 1, WORDS[len(WORDS) // 2 :])
     reference = top1(model, evaluation)
     truth = np.arange(args.eval) % 2  # class 1 is "180°"
-    base = ["prune", str(model), "--structured", "--sparsity", str(args.sparsity),
-            "--calib", str(calib)]  # fmt: skip
+
+    def score(path: Path) -> dict[str, float | str]:
+        predicted = top1(path, evaluation)
+        return {
+            "fidelity": float((predicted == reference).mean()),
+            "accuracy_0_180": float((predicted == truth).mean()),
+        }
+
+    return Subject(
+        model,
+        write_feeds(OUT / "cls_calib", train[: args.calib_lines]),
+        write_feeds(OUT / "cls_recover", train, per_file=50),
+        [{"x": evaluation[i : i + 1]} for i in range(8)],
+        score,
+        f"top-1 agreement with fp32; fp32 gets {(reference == truth).mean():.2%} of 0/180 right",
+    )
+
+
+def zoo_subject(name: str, args: argparse.Namespace) -> Subject:
+    """A zoo model (bench/zoo_models.py): its real feeds, onnxsmith's task metric (bench/zoo.py)."""
+    from zoo import fidelity, outputs
+    from zoo_models import ZOO, resolve
+    from zoo_models import write_feeds as write_zoo_feeds
+
+    zoo = ZOO[name]
+    model = resolve(zoo, OUT)
+    feeds = zoo.feeds(args.lines + args.eval)
+    train, evaluation = feeds[: args.lines], feeds[args.lines :]
+    reference = outputs(model, evaluation)
+
+    def score(path: Path) -> dict[str, float | str]:
+        return {"fidelity": fidelity(zoo.task, reference, outputs(path, evaluation))}
+
+    return Subject(
+        model,
+        write_zoo_feeds(train[: args.calib_lines], OUT / f"{name}_calib"),
+        write_zoo_feeds(train, OUT / f"{name}_recover"),
+        evaluation[:8],
+        score,
+        f"{zoo.task} fidelity to fp32 by onnxsmith's metric (bench/zoo.py)",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="cls", help="cls, or a zoo name (ppocr-det, ...)")
+    parser.add_argument("--sparsity", type=float, default=0.3)
+    parser.add_argument("--lines", type=int, default=1000, help="recovery feeds")
+    parser.add_argument("--calib-lines", type=int, default=128, help="calibration feeds")
+    parser.add_argument("--eval", type=int, default=400, help="held-out feeds for fidelity")
+    parser.add_argument("--runs", type=int, default=300, help="interleaved timing rounds")
+    parser.add_argument(
+        "--reuse-plain", action="store_true", help="keep the pruned model of an earlier run"
+    )
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    subject = cls_subject(args) if args.model == "cls" else zoo_subject(args.model, args)
+    base = ["prune", str(subject.model), "--structured", "--sparsity", str(args.sparsity),
+            "--calib", str(subject.calib)]  # fmt: skip
     variants = {
         "pruned": [],
-        "pruned + --recover": ["--recover", "--recover-data", str(recover_data)],
+        "pruned + --recover": ["--recover", "--recover-data", str(subject.recover_data)],
     }
     paths, rows = {}, {}
     for name, extra in variants.items():
-        out = OUT / f"cls.{name.split()[-1].strip('-')}.onnx"
+        out = OUT / f"{args.model}.{name.split()[-1].strip('-')}.onnx"
         argv = [*base, "-o", str(out), "--json", str(out.with_suffix(".json")), *extra]
         start = time.perf_counter()
         if args.reuse_plain and not extra and out.exists():
             pass
         elif onnxsmith(argv) != 0:
             raise SystemExit(f"failed: onnxsmith {' '.join(argv)}")
-        seconds = time.perf_counter() - start
-        predicted = top1(out, evaluation)
         paths[name] = out
         rows[name] = {
             "command": "onnxsmith " + " ".join(argv),
-            "wall_s": round(seconds, 1),
-            "agreement_top1": float((predicted == reference).mean()),
-            "accuracy_0_180": float((predicted == truth).mean()),
+            "wall_s": round(time.perf_counter() - start, 1),
+            **subject.score(out),
         }
-    sessions = [create_session(p, threads=1) for p in (model, *paths.values())]
-    feeds = [{"x": evaluation[i : i + 1]} for i in range(8)]
-    times = time_interleaved(sessions, feeds, warmup=10, runs=args.runs)
+    sessions = [create_session(p, threads=1) for p in (subject.model, *paths.values())]
+    times = time_interleaved(sessions, subject.timing_feeds, warmup=10, runs=args.runs)
     for i, name in enumerate(paths, start=1):
         rows[name]["latency_ratio"] = ratio_ci95(times[i], times[0])
-    print(f"fp32: accuracy (0/180) {(reference == truth).mean():.2%}, "
-          f"{np.median(times[0]):.3f} ms median")  # fmt: skip
-    print("| model | top-1 agreement | 0/180 accuracy | latency vs fp32 [95% CI] | wall s |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"{args.model}: {subject.note}; fp32 {np.median(times[0]):.3f} ms median")
+    print("| model | fidelity to fp32 | latency vs fp32 [95% CI] | wall s |")
+    print("|---|---:|---:|---:|")
     for name, row in rows.items():
         ratio, low, high = row["latency_ratio"]
-        print(f"| {name} | {row['agreement_top1']:.4f} | {row['accuracy_0_180']:.2%} | "
+        extra = f" ({row['accuracy_0_180']:.2%} 0/180)" if "accuracy_0_180" in row else ""
+        print(f"| {name} | {row['fidelity']}{extra} | "
               f"{ratio:.3f} [{low:.3f}, {high:.3f}] | {row['wall_s']} |")  # fmt: skip
     for name, row in rows.items():
         print(f"{name}: {row['command']}")
-    (OUT / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (OUT / f"{args.model}.results.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
