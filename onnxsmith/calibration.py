@@ -42,3 +42,27 @@ class ChannelMeans:
         for array in frozen.values():
             array.setflags(write=False)
         object.__setattr__(self, "means", types.MappingProxyType(frozen))
+
+
+@dataclasses.dataclass(frozen=True)
+class InputStats:
+    """Second moments of each weighted node's input, measured on calibration data.
+
+    Attributes:
+        grams: node name -> E[x̃ x̃ᵀ] (float64, size D+1; the last index is the constant 1),
+            where x̃ are the node's input rows as `linear.input_rows` builds them. Missing for
+            nodes whose input is too wide to keep a full matrix.
+        means_sq: node name -> E[x²] per input (size D); always present.
+        rows: node name -> how many rows were averaged.
+        feeds: how many calibration feeds were run.
+        cross: node name -> E[x̃ x̃'ᵀ] between the original model's input rows x̃ and the
+            pruned model's x̃' (already narrower) at the same node, for sequential refits.
+        pruned_grams: node name -> E[x̃' x̃'ᵀ] of the pruned model's input rows.
+    """
+
+    grams: Mapping[str, np.ndarray]
+    means_sq: Mapping[str, np.ndarray]
+    rows: Mapping[str, int]
+    feeds: int
+    cross: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    pruned_grams: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)

@@ -15,10 +15,10 @@ import onnx_ir as ir
 import prune_zoo
 import pytest
 from conftest import digest
-from onnxsmith.passes.prune.linear import constant
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.io import load_model, save_model
+from onnxsmith.linear import constant
 from onnxsmith.prune import PruneOptions, prune_model
 from onnxsmith.synthetic import document_images
 

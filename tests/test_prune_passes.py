@@ -25,11 +25,11 @@ from onnxsmith.passes.prune import (
     plan_channels,
     unit_scores,
 )
-from onnxsmith.passes.prune.linear import constant
 from onnxsmith.runtime.parity import random_feed
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.errors import PassError
+from onnxsmith.linear import constant
 from onnxsmith.pipeline import apply
 from onnxsmith.samples import tiny_cnn
 from onnxsmith.signature import input_specs

@@ -12,12 +12,17 @@ import onnx_ir as ir
 import prune_zoo
 from onnxsmith.passes.cleanup import cleanup_passes
 from onnxsmith.passes.prune import PruneChannelsPass, analyze_channels, plan_channels, unit_scores
+from onnxsmith.runtime.input_stats import (
+    MAX_ROWS,
+    ROWS_PER_FEED,
+    collect_input_stats,
+    rows_per_feed,
+)
 from test_prune_cli import held_out_error
 
 from onnxsmith.io import save_model
 from onnxsmith.pipeline import apply
 from onnxsmith.prune import PruneOptions, prune_file, prune_model
-from onnxsmith.prune.stats import MAX_ROWS, ROWS_PER_FEED, collect_input_stats, rows_per_feed
 
 FAST = {"seconds": 0.1, "measure": False, "channel_multiple": 4}
 
@@ -87,7 +92,7 @@ def test_rows_from_the_upstream_part_match_the_full_model_and_pair_with_themselv
     """`sample_rows` runs only what the named layers depend on; the rows, drawn at the same
     positions, equal those of a full run (collect_input_stats), so the twin statistics of a
     model with itself are its own Gram matrices (exact: the same float32 products)."""
-    from onnxsmith.prune.stats import pair_stats, sample_rows, upstream_of
+    from onnxsmith.runtime.input_stats import pair_stats, sample_rows, upstream_of
 
     model, _ = apply(cleanup_passes(), prune_zoo.resnet_like())
     names = sorted({c.node.name or "" for c in analyze_channels(model).consumers})

@@ -44,8 +44,13 @@ from onnxsmith.prune.result import (
     SweepPoint,
 )
 from onnxsmith.prune.speed import GroupSpeed, measure_group_speed
-from onnxsmith.prune.stats import collect_input_stats, pair_stats, rows_per_feed, sample_rows
 from onnxsmith.runtime.data import DataDir, Feed
+from onnxsmith.runtime.input_stats import (
+    collect_input_stats,
+    pair_stats,
+    rows_per_feed,
+    sample_rows,
+)
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.parity import random_feed
 from onnxsmith.runtime.session import create_session

@@ -18,8 +18,8 @@ import onnx
 import onnx_ir as ir
 from onnx import helper
 
-from onnxsmith.prune.stats import with_outputs
 from onnxsmith.runtime.data import Feed
+from onnxsmith.runtime.input_stats import with_outputs
 from onnxsmith.runtime.session import create_session, run
 from onnxsmith.runtime.timer import Rounds, Timer, TimingJob
 from onnxsmith.runtime.timing import ratio_ci95

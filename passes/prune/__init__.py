@@ -2,10 +2,11 @@
 
 from onnxsmith.passes.prune.channels import PruneChannelsPass
 from onnxsmith.passes.prune.groups import ChannelAnalysis, ChannelGroup, analyze_channels
-from onnxsmith.passes.prune.linear import PRUNABLE_OPS
 from onnxsmith.passes.prune.magnitude import CRITERIA, SCOPES, PruneMagnitudePass
 from onnxsmith.passes.prune.plan import ChannelPlan, GroupDecision, plan_channels, unit_scores
-from onnxsmith.passes.prune.refit import InputStats
+
+from onnxsmith.calibration import InputStats
+from onnxsmith.linear import PRUNABLE_OPS
 
 __all__ = [
     "CRITERIA",

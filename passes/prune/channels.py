@@ -8,15 +8,16 @@ import hashlib
 import numpy as np
 import onnx_ir as ir
 from onnxsmith.passes.prune.groups import ChannelAnalysis, Consumer, analyze_channels
-from onnxsmith.passes.prune.linear import (
+from onnxsmith.passes.prune.plan import ChannelPlan
+from onnxsmith.passes.prune.refit import refit_columns
+
+from onnxsmith.calibration import InputStats
+from onnxsmith.errors import PassError, name_list
+from onnxsmith.linear import (
     constant,
     from_matrix,
     to_matrix,
 )
-from onnxsmith.passes.prune.plan import ChannelPlan
-from onnxsmith.passes.prune.refit import InputStats, refit_columns
-
-from onnxsmith.errors import PassError, name_list
 from onnxsmith.pipeline import StatsResult
 
 

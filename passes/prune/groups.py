@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 import onnx_ir as ir
-from onnxsmith.passes.prune.linear import (
+
+from onnxsmith.linear import (
     DEFAULT_DOMAINS,
     PRUNABLE_OPS,
     LinearSpec,

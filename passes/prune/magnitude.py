@@ -12,16 +12,17 @@ import dataclasses
 
 import numpy as np
 import onnx_ir as ir
-from onnxsmith.passes.prune.linear import (
+from onnxsmith.passes.prune.refit import refit_rows
+
+from onnxsmith.calibration import InputStats
+from onnxsmith.errors import PassError
+from onnxsmith.linear import (
     DEFAULT_DOMAINS,
     constant,
     from_matrix,
     linear_spec,
     to_matrix,
 )
-from onnxsmith.passes.prune.refit import InputStats, refit_rows
-
-from onnxsmith.errors import PassError
 from onnxsmith.pipeline import StatsResult
 
 CRITERIA = ("l1", "l2", "taylor", "activation")

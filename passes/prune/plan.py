@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 from onnxsmith.passes.prune.groups import ChannelAnalysis, ChannelGroup
-from onnxsmith.passes.prune.linear import PRUNABLE_OPS, constant, to_matrix
-from onnxsmith.passes.prune.refit import InputStats
+
+from onnxsmith.calibration import InputStats
+from onnxsmith.linear import PRUNABLE_OPS, constant, to_matrix
 
 # No group loses more than this share of its units, whatever the others give up.
 MAX_GROUP_RATIO = 0.9

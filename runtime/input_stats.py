@@ -1,4 +1,5 @@
-"""Calibration statistics for pruning: second moments of each weighted node's input.
+"""Second moments of each weighted node's input on calibration data (pruning's least-squares
+refits, quantization's weight rounding).
 
 One ORT run per feed with the needed activations exposed as extra outputs; each activation is
 turned into rows as the node contracts it (im2col for convolutions) and accumulated into
@@ -12,12 +13,12 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes.common import RemoveUnusedNodesPass
-
-from onnxsmith.errors import DataError
-from onnxsmith.passes.prune.linear import input_rows, linear_spec
-from onnxsmith.passes.prune.refit import InputStats
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.session import Session, create_session, run
+
+from onnxsmith.calibration import InputStats
+from onnxsmith.errors import DataError
+from onnxsmith.linear import input_rows, linear_spec
 
 # Inputs wider than this keep only their diagonal (a 4097² float64 matrix is 134 MB).
 MAX_GRAM_WIDTH = 4096
@@ -64,7 +65,7 @@ def collect_input_stats(
     rows: dict[str, int] = {}
     count = 0
     for feed in feeds:
-        outputs = _activations(session, feed, "pruning calibration")
+        outputs = _activations(session, feed, "calibration statistics")
         count += 1
         for name, node in wanted.items():
             spec = specs[name]
@@ -81,7 +82,7 @@ def collect_input_stats(
                 sums[name] = sums.get(name, 0) + (augmented.T @ augmented).astype(np.float64)
         on_feed()
     if count == 0:
-        raise DataError("prune: the calibration data holds no feeds — add .npz files")
+        raise DataError("calibration statistics: the data holds no feeds — add .npz files")
     return InputStats(
         grams={name: total / rows[name] for name, total in sums.items()},
         means_sq={name: total / rows[name] for name, total in squares.items()},
@@ -137,7 +138,7 @@ def sample_rows(
     *,
     rows_per_feed: int = ROWS_PER_FEED,
     seed: int = 0,
-    label: str = "pruning calibration",
+    label: str = "calibration statistics",
 ) -> Rows:
     """Per named node, the input rows it contracts (float32, plus a ones column) on each feed.
 
