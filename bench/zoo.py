@@ -448,7 +448,9 @@ def main() -> None:
     chosen = [m for m in MODELS if m.name in args.models.split(",")]
     # Heaviest first, so that parallel workers finish together; the table keeps the zoo's order.
     chosen.sort(key=lambda m: -resolve_size(m))
-    rows: dict[str, dict] = {}
+    # Rows of models not swept this time are kept, so one model can be re-run alone.
+    previous = args.out / "zoo.json"
+    rows = {r["model"]: r for r in json.loads(previous.read_text())} if previous.exists() else {}
     work = functools.partial(
         sweep, out=args.out, calib=args.calib, held_out=args.eval, timeout=args.timeout
     )

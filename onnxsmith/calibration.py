@@ -66,3 +66,18 @@ class InputStats:
     feeds: int
     cross: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
     pruned_grams: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightHessians:
+    """Per weighted node, E[x xᵀ] of its input rows per group, for choosing weight rounding.
+
+    Attributes:
+        hessians: node name -> float64 array (groups, d, d), d = the inputs one output channel
+            reads (Cin/group·kh·kw for a Conv, K for Gemm/MatMul), ordered as the weight's
+            channel-major flattening; for a grouped Conv, group g's inputs only.
+        rows: node name -> how many input rows were averaged.
+    """
+
+    hessians: Mapping[str, np.ndarray]
+    rows: Mapping[str, int]

@@ -79,6 +79,17 @@ def linear_spec(node: ir.Node) -> LinearSpec | None:
     return LinearSpec(1, 1, 0, act_axis=-1, bias=None)
 
 
+def contraction_spec(node: ir.Node) -> LinearSpec | None:
+    """`linear_spec`, and for a grouped 2-D Conv the layout `input_rows` needs (all channels)."""
+    spec = linear_spec(node)
+    if spec is not None or node.op_type != "Conv" or node.domain not in DEFAULT_DOMAINS:
+        return spec
+    weight = constant(node.inputs[1]) if len(node.inputs) > 1 else None
+    if weight is None or weight.ndim != 4:
+        return None
+    return LinearSpec(1, 0, 1, act_axis=1, bias=2)
+
+
 def depthwise_multiplier(node: ir.Node) -> int | None:
     """Output channels per input channel of a depthwise Conv (group == input channels)."""
     if node.op_type != "Conv" or node.domain not in DEFAULT_DOMAINS or len(node.inputs) < 2:

@@ -16,9 +16,9 @@ from onnx_ir.passes.common import RemoveUnusedNodesPass
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.session import Session, create_session, run
 
-from onnxsmith.calibration import InputStats
+from onnxsmith.calibration import InputStats, WeightHessians
 from onnxsmith.errors import DataError
-from onnxsmith.linear import input_rows, linear_spec
+from onnxsmith.linear import contraction_spec, input_rows, linear_spec
 
 # Inputs wider than this keep only their diagonal (a 4097² float64 matrix is 134 MB).
 MAX_GRAM_WIDTH = 4096
@@ -89,6 +89,52 @@ def collect_input_stats(
         rows=rows,
         feeds=count,
     )
+
+
+def collect_weight_hessians(
+    model: ir.Model,
+    nodes: Sequence[str],
+    feeds: Iterable[Feed],
+    *,
+    rows_per_feed: int = ROWS_PER_FEED,
+    seed: int = 0,
+) -> WeightHessians:
+    """E[x xᵀ] of each named Conv/Gemm/MatMul's input rows, per group (see `WeightHessians`).
+
+    Nodes whose rows are wider than `MAX_GRAM_WIDTH` per group, or that `input_rows` does not
+    cover, are left out.
+
+    Raises:
+        DataError: `feeds` is empty.
+    """
+    wanted = {n.name or "": n for n in model.graph if n.name in set(nodes)}
+    specs = {name: contraction_spec(node) for name, node in wanted.items()}
+    acts = sorted({n.inputs[0].name or "" for n in wanted.values() if n.inputs[0] is not None})
+    upstream = upstream_of(model, acts)
+    session = None if upstream is None else create_session(upstream)
+    rng = np.random.default_rng(seed)
+    sums: dict[str, np.ndarray] = {}
+    rows: dict[str, int] = {}
+    count = 0
+    for feed in feeds:
+        values = _activations(session, feed, "weight rounding statistics")
+        count += 1
+        for name, node in wanted.items():
+            spec, x = specs[name], node.inputs[0]
+            if spec is None or x is None:
+                continue
+            block = input_rows(node, spec, values[x.name or ""], limit=rows_per_feed, rng=rng)
+            groups = node.attributes.get_int("group", 1) if node.op_type == "Conv" else 1
+            if block is None or block.shape[1] // groups >= MAX_GRAM_WIDTH:
+                continue
+            split = block.astype(np.float32).reshape(len(block), groups, -1)
+            sums[name] = sums.get(name, 0) + np.einsum("ngi,ngj->gij", split, split).astype(
+                np.float64
+            )
+            rows[name] = rows.get(name, 0) + len(block)
+    if count == 0:
+        raise DataError("weight rounding statistics: the data holds no feeds — add .npz files")
+    return WeightHessians({n: total / rows[n] for n, total in sums.items()}, rows)
 
 
 def with_outputs(model: ir.Model, names: Sequence[str]) -> ir.Model:

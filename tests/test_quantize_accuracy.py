@@ -15,13 +15,15 @@ from onnxsmith.passes.quantize import (
     FakeQuantizePass,
     InsertQdqPass,
     QuantPlan,
+    RoundWeightsPass,
     companion_nodes,
     find_candidates,
     prepare_passes,
     qdq_tensors,
 )
-from onnxsmith.passes.quantize.weights import static_grid
+from onnxsmith.passes.quantize.weights import static_grid, weight_axis
 from onnxsmith.runtime.calibrate import calibrate, channel_means
+from onnxsmith.runtime.input_stats import collect_weight_hessians
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
 from quant_models import digit_feeds, mlp, sequence_feeds
@@ -152,6 +154,107 @@ def test_bias_correction_refuses_missing_means_and_leaves_the_model_untouched():
     assert snapshot(model) == before
 
 
+# -- weight rounding on calibration data --------------------------------------------------------
+
+
+def layer_hessians(model: ir.Model):
+    names = [n.name for n in model.graph if n.op_type in ("Conv", "Gemm")]
+    return names, collect_weight_hessians(model, names, CALIB)
+
+
+def on_nearest_grid(model: ir.Model, names, **grid) -> ir.Model:
+    rounded = clone(model)
+    for node in rounded.graph:
+        if node.name in names:
+            weight = node.inputs[1]
+            axis = weight_axis(node) if grid.pop("per_channel", True) else None
+            value = static_grid(weight.const_value.numpy(), axis, **grid)
+            weight.const_value = ir.tensor(value, name=weight.name)
+    return rounded
+
+
+def test_weight_rounding_lowers_the_output_error_on_digits():
+    """Rounding chosen through each layer's input second moments (the defaults: per-channel
+    8-bit) gives held-out digits a smaller output error than nearest rounding (measured 7.3e-7
+    against 2.1e-6; each layer's own error is halved or better)."""
+    reference = prepared(tiny_cnn())
+    names, hessians = layer_hessians(reference)
+    nearest = on_nearest_grid(reference, names)
+    rounded = clone(reference)
+    result = RoundWeightsPass(hessians, names)(rounded)
+    assert result.modified and result.stats["rounded"] == len(names)
+    before, after = nmse(reference, nearest, EVAL), nmse(reference, rounded, EVAL)
+    assert after < 0.7 * before, (before, after)
+
+
+def test_weight_rounding_writes_weights_orts_quantizer_keeps():
+    """On ORT's grid, and every channel's largest weight where it was: ORT's scale is the
+    same, so its quantizer keeps exactly the chosen integers."""
+    model = prepared(tiny_cnn())
+    names, hessians = layer_hessians(model)
+    originals = {n.name: n.inputs[1].const_value.numpy() for n in model.graph if n.name in names}
+    RoundWeightsPass(hessians, names)(model)
+    for node in model.graph:
+        if node.name in names:
+            axis = weight_axis(node)
+            weight = node.inputs[1].const_value.numpy()
+            np.testing.assert_array_equal(static_grid(weight, axis), weight)
+            other = tuple(i for i in range(weight.ndim) if i != axis)
+            absmax = np.abs(originals[node.name]).max(axis=other)
+            np.testing.assert_allclose(np.abs(weight).max(axis=other), absmax, rtol=1e-6)
+
+
+def test_weight_rounding_is_idempotent_and_a_no_op_without_nodes():
+    model = prepared(tiny_cnn())
+    names, hessians = layer_hessians(model)
+    before = snapshot(model)
+    assert not RoundWeightsPass(hessians, [])(model).modified
+    assert snapshot(model) == before
+    assert RoundWeightsPass(hessians, names)(model).modified
+    once = snapshot(model)
+    assert not RoundWeightsPass(hessians, names)(model).modified
+    assert snapshot(model) == once
+
+
+def test_weight_rounding_parity_with_fp32():
+    """8-bit per-channel weights move by at most a step or two of 1/254 of their channel's
+    range, so the logits stay within cosine 0.9999 of fp32 on real digits."""
+    reference = prepared(tiny_cnn())
+    model = clone(reference)
+    names, hessians = layer_hessians(model)
+    RoundWeightsPass(hessians, names)(model)
+    for want, got in zip(outputs(reference, EVAL), outputs(model, EVAL), strict=True):
+        cosine = np.sum(want * got) / np.linalg.norm(want) / np.linalg.norm(got)
+        assert cosine > 0.9999 and not np.array_equal(want, got)
+
+
+def test_weight_rounding_refuses_missing_hessians_and_leaves_the_model_untouched():
+    model = prepared(tiny_cnn())
+    names, hessians = layer_hessians(model)
+    partial = type(hessians)(dict(list(hessians.hessians.items())[:1]), hessians.rows)
+    before = snapshot(model)
+    with pytest.raises(PassError, match="measured input Hessian"):
+        RoundWeightsPass(partial, names)(model)
+    with pytest.raises(PassError, match="no node named 'nope'"):
+        RoundWeightsPass(hessians, ["nope"])(model)
+    assert snapshot(model) == before
+
+
+def test_search_keeps_weight_rounding_where_it_lowers_the_loss():
+    model = prepared(tiny_cnn())
+    settings = SearchSettings(latency_aware=False, smoothquant="off", method="minmax",
+                              reduce_range=True)  # fmt: skip
+    evalset = EvalSet(model, EVAL, "cosine", tolerance=1.0)
+    search = Search(
+        model, find_candidates(model), lambda: iter(CALIB), evalset, settings, Reporter(False)
+    )
+    result = search.run()
+    first = next(t.loss for t in search.trials if t.label.startswith("int8 plan"))
+    rounded = next(t.loss for t in search.trials if t.label == "weight rounding")
+    assert rounded < first
+    assert result.weights_rounded == 3 and result.score.loss == rounded
+
+
 # -- fake quantization (one layer in isolation) ------------------------------------------------
 
 
@@ -224,8 +327,9 @@ def test_search_keeps_bias_correction_where_it_lowers_the_loss():
     lower (measured 7.2e-6 against 1.1e-5), so the search keeps the correction on all three."""
     model = prepared(tiny_cnn())
     candidates = find_candidates(model)
-    settings = SearchSettings(latency_aware=False, smoothquant="off",
-                              method="minmax", reduce_range=True, bias_correction=True)  # fmt: skip
+    settings = SearchSettings(latency_aware=False, smoothquant="off", method="minmax",
+                              reduce_range=True, bias_correction=True,
+                              weight_rounding=False)  # fmt: skip
     evalset = EvalSet(model, EVAL, "cosine", tolerance=1.0)
     search = Search(model, candidates, lambda: iter(CALIB), evalset, settings, Reporter(False))
     result = search.run()

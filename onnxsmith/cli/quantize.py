@@ -71,6 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const="off",
         help="never apply SmoothQuant",
     )
+    parser.add_argument(
+        "--weight-rounding",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="try static weights rounded on the calibration data (kept if the loss drops)",
+    )
     parser.add_argument("--ops", metavar="OP,...", help="op types to quantize (default all)")
     parser.add_argument("--exclude", metavar="NODE,...", help="node names to keep in fp32")
     parser.add_argument(
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         per_channel=args.per_channel,
         smoothquant=args.smoothquant,
+        weight_rounding=args.weight_rounding,
         ops=ops,
         exclude=_names(args.exclude, "--exclude"),
         latency_aware=args.latency_aware,

@@ -66,6 +66,7 @@ def quantize(
     per_channel: bool = True,
     smoothquant: float | str = "auto",
     bias_correction: bool = False,
+    weight_rounding: bool = True,
     ranking: str = "isolated",
     companions: str = "auto",
     range_search: bool = True,
@@ -97,6 +98,8 @@ def quantize(
             `SMOOTHING_GAIN`), "search" (always, alpha searched), "off", or an alpha in [0, 1].
         bias_correction: try bias correction on static Conv/Gemm nodes (kept if it lowers
             the loss; off by default, it lowered none on the real models measured).
+        weight_rounding: try weights rounded to keep each static layer's output error small
+            on the calibration inputs (GPTQ-style; kept if it lowers the loss).
         ranking: how the fallback orders nodes: "isolated" (each alone in int8, error at the
             output) or "accumulated" (error each adds in the all-int8 model).
         companions: which neighbours of static nodes join the int8 chains: "all", "structural"
@@ -166,6 +169,7 @@ def quantize(
         threads=threads,
         probe_seconds=timing_seconds,
         bias_correction=bias_correction,
+        weight_rounding=weight_rounding,
         ranking=ranking,
         companions=companions,
         range_search=range_search,
@@ -225,6 +229,7 @@ def quantize(
         "per_channel": per_channel,
         "smoothquant": result.smoothing.alpha if result.smoothing else None,
         "bias_correction": result.bias_corrected,
+        "weight_rounding": result.weights_rounded,
         "companions": result.companions,
         "ops": list(ops) if ops else None,
         "exclude": list(exclude),

@@ -26,10 +26,13 @@ import numpy as np
 import onnx_ir as ir
 from onnx_ir.passes import common
 
+from onnxsmith.calibration import WeightHessians
 from onnxsmith.errors import NotFasterError, OnnxsmithError, PassError
+from onnxsmith.linear import contraction_spec
 from onnxsmith.passes.quantize import (
     DYNAMIC,
     FP32,
+    ROUNDABLE_OPS,
     STATIC,
     WEIGHT_ONLY,
     Candidate,
@@ -39,6 +42,7 @@ from onnxsmith.passes.quantize import (
     QuantizeDynamicPass,
     QuantizeGatherPass,
     QuantPlan,
+    RoundWeightsPass,
     SmoothQuantPass,
     activation_name,
     correctable,
@@ -63,6 +67,7 @@ from onnxsmith.runtime.calibrate import (
 )
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.fidelity import Score
+from onnxsmith.runtime.input_stats import collect_weight_hessians
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
 from onnxsmith.runtime.timer import BucketJob, LocalTimer, Timer
@@ -76,6 +81,8 @@ SMOOTHING_GAIN = 0.8  # with the target met, "auto" keeps SmoothQuant only if lo
 _SENSITIVITY_FEEDS = 4
 _ISOLATION_FEEDS = 2  # a ranking, not a verdict: two feeds order the layers
 _MEAN_FEEDS = 16  # channel means for bias correction settle within a few feeds
+_HESSIAN_FEEDS = 16  # input second moments for weight rounding: up to 16 feeds ...
+_HESSIAN_ROWS = 1024  # ... of at most 1 Ki rows each (≥ 4× the widest 3×3×96 group it rounds)
 _RANGE_NODES = 6  # static nodes, most sensitive first, whose input range is searched
 _EXTRA_PERCENTILES = (99.9, 99.99)  # range candidates beyond the methods' own
 RANKINGS = ("isolated", "accumulated")
@@ -105,6 +112,8 @@ class SearchSettings:
     # Tried on the static nodes and kept when it lowers the loss; off by default: on PP-OCRv4
     # det and rec it never did (bench/RESULTS.md, "accuracy techniques").
     bias_correction: bool = False
+    # Tried on the static nodes and kept when it lowers the loss (rounding.py).
+    weight_rounding: bool = True
     companions: str = "auto"  # "auto" (both placements scored), or one of COMPANIONS
     range_search: bool = True  # per-tensor ranges for the most sensitive inputs (method auto)
     ranking: str = "isolated"  # fallback order: RANKINGS (isolated: see isolation.py)
@@ -153,6 +162,7 @@ class SearchResult:
     met: bool
     weight_bits: int  # of static nodes: 7 where 8 would saturate ORT's int8 kernels
     bias_corrected: int = 0  # static nodes whose bias was corrected
+    weights_rounded: int = 0  # static nodes whose weights were rounded on calibration data
     companions: str = "all"  # which neighbours joined the int8 chains (plan.COMPANIONS)
 
 
@@ -192,6 +202,7 @@ class Search:
         self.companions = "all" if settings.companions == "auto" else settings.companions
         self.means: ChannelMeans | None = None  # set when bias correction is kept
         self.corrected: frozenset[str] = frozenset()  # nodes whose input means were measured
+        self.hessians: WeightHessians | None = None  # set when weight rounding is kept
         self.isolated: dict[tuple[str, str], float] = {}
         self.range_options: dict[str, CalibrationTable] = {}  # candidate ranges per tensor
 
@@ -203,6 +214,16 @@ class Search:
         if static:
             if table is None:
                 raise PassError("quantize: static nodes planned without a calibration table")
+            rounded = [n for n in static if self.hessians and n in self.hessians.hessians]
+            if self.hessians is not None and rounded:
+                passes.append(
+                    RoundWeightsPass(
+                        self.hessians,
+                        rounded,
+                        per_channel=self.settings.per_channel,
+                        reduce_range=self.reduce_range,
+                    )
+                )
             corrected = [n for n in static if n in self.corrected]
             if self.means is not None and corrected:
                 passes.append(
@@ -381,6 +402,8 @@ class Search:
             found = self.smooth(plan, table, score)
             if found is not None:
                 smoothing, base, table, score, model = found
+        if self.settings.weight_rounding and plan.nodes(STATIC) and score.loss > 0:
+            score, model = self.round_weights(plan, base, table, score, model)
         if self.settings.bias_correction and plan.nodes(STATIC):
             score, model = self.correct_bias(plan, base, table, score, model)
         if self.range_options and table is not None and not score.met:
@@ -412,6 +435,9 @@ class Search:
             met=met,
             weight_bits=7 if self.reduce_range else 8,
             bias_corrected=len(set(plan.nodes(STATIC)) & self.corrected),
+            weights_rounded=len(
+                set(plan.nodes(STATIC)) & set(self.hessians.hessians if self.hessians else ())
+            ),
             companions=self.companions,
         )
 
@@ -550,6 +576,31 @@ class Search:
         return CalibrationTable(f"{table.method}, smoothed", ranges, table.feeds)
 
     # -- step 4: bias correction ----------------------------------------------------------
+
+    def round_weights(
+        self,
+        plan: QuantPlan,
+        base: ir.Model,
+        table: CalibrationTable | None,
+        score: Score,
+        model: ir.Model,
+    ) -> tuple[Score, ir.Model]:
+        """Measures the static nodes' input Hessians; keeps the chosen rounding if it lowers
+        the loss."""
+        nodes = [n.name or "" for n in base.graph if n.name in set(plan.nodes(STATIC))]
+        nodes = [n for n in nodes if n and _roundable(base, n)]
+        if not nodes:
+            return score, model
+        self.reporter.phase(f"weight rounding: input statistics of {len(nodes)} layers")
+        self.hessians = collect_weight_hessians(
+            base, nodes, list(self.calib())[:_HESSIAN_FEEDS], rows_per_feed=_HESSIAN_ROWS
+        )
+        rounded_score, rounded_model = self.evaluate(plan, base, table, "weight rounding")
+        if rounded_score.loss < score.loss:
+            return rounded_score, rounded_model
+        self.reporter.phase("weight rounding did not lower the loss; not used")
+        self.hessians = None
+        return score, model
 
     def correct_bias(
         self,
@@ -724,6 +775,11 @@ def _ladder(kept: tuple[str, ...]) -> tuple[str, ...]:
 def _channel_absmax(stats: ActivationStats) -> dict[str, np.ndarray]:
     found = {name: s.channel_absmax for name, s in stats.tensors.items()}
     return {name: absmax for name, absmax in found.items() if absmax is not None}
+
+
+def _roundable(model: ir.Model, name: str) -> bool:
+    node = next(n for n in model.graph if n.name == name)
+    return node.op_type in ROUNDABLE_OPS and contraction_spec(node) is not None
 
 
 def _next_rung(ladder: tuple[str, ...], mode: str) -> str:

@@ -1,4 +1,5 @@
-"""Int8 quantization passes: prepare, SmoothQuant, bias correction, static QDQ (wraps ORT),
+"""Int8 quantization passes: prepare, SmoothQuant, weight rounding, bias correction, static QDQ
+(wraps ORT),
 dynamic int8, and the float simulation of static int8 the search measures layers with."""
 
 from onnxsmith.passes.quantize.bias import CorrectBiasPass, correctable, input_channel_axis
@@ -22,6 +23,7 @@ from onnxsmith.passes.quantize.plan import (
 )
 from onnxsmith.passes.quantize.prepare import MIN_OPSET, prepare_passes
 from onnxsmith.passes.quantize.qdq import FORMATS, InsertQdqPass, qdq_tensors
+from onnxsmith.passes.quantize.rounding import ROUNDABLE_OPS, RoundWeightsPass
 from onnxsmith.passes.quantize.smoothquant import SmoothQuantPass, smoothing_scales
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "FP32",
     "MIN_OPSET",
     "QUANTIZABLE_OPS",
+    "ROUNDABLE_OPS",
     "STATIC",
     "WEIGHT_ONLY",
     "Candidate",
@@ -41,6 +44,7 @@ __all__ = [
     "QuantPlan",
     "QuantizeDynamicPass",
     "QuantizeGatherPass",
+    "RoundWeightsPass",
     "SmoothQuantPass",
     "activation_name",
     "companion_nodes",

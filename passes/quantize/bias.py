@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
-from onnxsmith.passes.quantize.names import NameScope
+from onnxsmith.passes.quantize.names import NameScope, set_constant_input
 from onnxsmith.passes.quantize.plan import activation_name, nodes_named, weight_of
 from onnxsmith.passes.quantize.weights import static_grid, weight_axis
 
@@ -64,8 +64,8 @@ class CorrectBiasPass(ir.passes.InPlacePass):
             if np.array_equal(rounded, original):
                 continue
             shift = self._output_shift(node, rounded - original)
-            _set_input(model, names, node, 1, rounded, f"{weight.name}_rounded")
-            _set_input(model, names, node, 2, self._bias(node, shift), f"{node.name}_bias")
+            set_constant_input(model, names, node, 1, rounded, f"{weight.name}_rounded")
+            set_constant_input(model, names, node, 2, self._bias(node, shift), f"{node.name}_bias")
             corrected += 1
             largest = max(largest, float(np.abs(shift).max(initial=0.0)))
         stats = {"corrected": corrected, "largest_shift": largest}
@@ -143,18 +143,3 @@ def constant(value: ir.Value) -> np.ndarray:
     if value.const_value is None:
         raise PassError(f"quantize: {value.name!r} is not a constant")
     return value.const_value.numpy()
-
-
-def _set_input(
-    model: ir.Model, names: NameScope, node: ir.Node, index: int, array: np.ndarray, base: str
-) -> None:
-    """Gives `node` the constant `array` as input `index`: in place when no other node reads the
-    old value, else as a new initializer (a shared weight must not change under its other users)."""
-    old = node.inputs[index] if len(node.inputs) > index else None
-    if old is not None and len(old.uses()) == 1 and not old.is_graph_output():
-        old.const_value = ir.tensor(array, name=old.name)
-        return
-    value = names.initializer(model.graph, base, array)
-    if len(node.inputs) <= index:
-        node.resize_inputs(index + 1)
-    node.replace_input_with(index, value)

@@ -47,3 +47,18 @@ class NameScope:
             i += 1
         used.add(name)
         return name
+
+
+def set_constant_input(
+    model: ir.Model, names: NameScope, node: ir.Node, index: int, array: np.ndarray, base: str
+) -> None:
+    """Gives `node` the constant `array` as input `index`: in place when no other node reads the
+    old value, else as a new initializer (a shared weight must not change under its other users)."""
+    old = node.inputs[index] if len(node.inputs) > index else None
+    if old is not None and len(old.uses()) == 1 and not old.is_graph_output():
+        old.const_value = ir.tensor(array, name=old.name)
+        return
+    value = names.initializer(model.graph, base, array)
+    if len(node.inputs) <= index:
+        node.resize_inputs(index + 1)
+    node.replace_input_with(index, value)
