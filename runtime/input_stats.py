@@ -70,7 +70,7 @@ def collect_input_stats(
         for name, node in wanted.items():
             spec = specs[name]
             assert spec is not None and node.inputs[0] is not None
-            x = outputs[node.inputs[0].name].astype(np.float32)
+            x = outputs[node.inputs[0].name or ""].astype(np.float32)
             block = input_rows(node, spec, x, limit=rows_per_feed, rng=rng)
             if block is None:
                 continue
@@ -216,14 +216,17 @@ def sample_rows(
 def pair_stats(original: Rows, pruned: Rows) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """For each node in both: (E[x̃ x̃'ᵀ], E[x̃' x̃'ᵀ]) between its input rows in the original
     (x̃) and in the pruned model (x̃', fewer channels), drawn at the same positions."""
-    found = {}
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for key, ys in pruned.items():
-        blocks = [(x, y) for x, y in zip(original.get(key, []), ys, strict=False)]
-        blocks = [(x, y) for x, y in blocks if x is not None and y is not None]
+        blocks = [
+            (x, y)
+            for x, y in zip(original.get(key, []), ys, strict=False)
+            if x is not None and y is not None
+        ]
         if not blocks:
             continue
         count = sum(len(x) for x, _ in blocks)
-        cross = sum((x.T @ y).astype(np.float64) for x, y in blocks)
-        gram = sum((y.T @ y).astype(np.float64) for _, y in blocks)
+        cross = np.add.reduce([(x.T @ y).astype(np.float64) for x, y in blocks])
+        gram = np.add.reduce([(y.T @ y).astype(np.float64) for _, y in blocks])
         found[key] = (cross / count, gram / count)
     return found

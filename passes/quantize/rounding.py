@@ -22,7 +22,6 @@ from onnxsmith.passes.quantize.weights import static_grid, weight_axis
 
 from onnxsmith.calibration import WeightHessians
 from onnxsmith.errors import PassError, name_list
-from onnxsmith.linear import constant
 from onnxsmith.pipeline import StatsResult
 
 ROUNDABLE_OPS = ("Conv", "Gemm", "MatMul")
@@ -34,7 +33,7 @@ def output_rows(node: ir.Node, weight: np.ndarray) -> np.ndarray:
     """The weight as (output channels, inputs read), inputs ordered as `input_rows` orders them."""
     if node.op_type == "Conv":
         return weight.reshape(weight.shape[0], -1)
-    if node.op_type == "Gemm" and node.attributes.get_int("transB", 0):
+    if node.op_type == "Gemm" and node.attributes.get_int("transB", False):
         return weight
     return weight.T
 
@@ -42,7 +41,7 @@ def output_rows(node: ir.Node, weight: np.ndarray) -> np.ndarray:
 def _from_rows(node: ir.Node, rows: np.ndarray, like: np.ndarray) -> np.ndarray:
     if node.op_type == "Conv":
         return rows.reshape(like.shape)
-    if node.op_type == "Gemm" and node.attributes.get_int("transB", 0):
+    if node.op_type == "Gemm" and node.attributes.get_int("transB", False):
         return rows
     return np.ascontiguousarray(rows.T)
 
@@ -103,8 +102,8 @@ class RoundWeightsPass(ir.passes.InPlacePass):
         changed = 0
         for node in targets:
             weight = weight_of(node)
-            assert weight is not None  # checked in _validated
-            original = constant(weight)
+            assert weight is not None and weight.const_value is not None  # checked in _validated
+            original = weight.const_value.numpy()
             chosen = self._rounded(node, original)
             if np.array_equal(chosen, static_grid(original, self._axis(node), **self._range)):
                 continue
@@ -161,8 +160,8 @@ class RoundWeightsPass(ir.passes.InPlacePass):
     def _fits(self, node: ir.Node) -> bool:
         hessian = self.hessians.hessians.get(node.name or "")
         weight = weight_of(node)
-        if hessian is None or weight is None or hessian.ndim != 3:
+        if hessian is None or weight is None or weight.const_value is None or hessian.ndim != 3:
             return False
-        rows = output_rows(node, constant(weight))
+        rows = output_rows(node, weight.const_value.numpy())
         groups, width = hessian.shape[0], hessian.shape[1]
         return bool(rows.ndim == 2 and len(rows) % groups == 0 and rows.shape[1] == width)
