@@ -347,7 +347,7 @@ def _shape_initializers_by_data(model: ir.Model) -> None:
         for value in graph.initializers.values():
             data = value.const_value
             if data is not None and value.shape is not None and value.shape != data.shape:
-                value.shape = ir.Shape([int(d) for d in data.shape])
+                value.shape = ir.Shape(data.shape.numpy())
 
 
 def _check_tensor_sizes(model: ir.Model, path: Path) -> None:
