@@ -10,7 +10,7 @@ cases took about 400 s of CPU in all on a shared 2-core machine, a quarter of it
 so expect 3–5 minutes on an idle one: 3 calibration feeds and 1 eval feed per model; prune and
 quantize time with `--timing-seconds 0.3`; structured prune with `--no-measure` (no per-group
 timing, so every group is pruned) and `--criterion activation --no-compensation` (the calibration
-feeds rank the channels; the sequential least-squares refit, minutes on the larger models
+feeds rank the channels; the sequential least-squares refit, up to a minute on the larger models
 today, is left to bench/zoo.py); quantize with `--method minmax --no-smoothquant
 --no-latency-aware` (one calibration method, and the int8 model is written whatever this
 machine's timing says, so the test checks the model instead of the machine); bench with
