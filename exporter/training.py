@@ -31,12 +31,13 @@ from torch.utils import _pytree as pytree
 
 from onnxsmith.errors import DataError, UsageError, name_list
 
-LOSSES = ("kl", "mse", "cosine", "bce")
+LOSSES = ("kl", "mse", "cosine", "bce", "kl-probs")
 PROBABILITY_EPS = 1e-6  # keeps log(p) finite for outputs that are exactly 0 or 1
 MAX_EPOCHS = 1000
 LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
 LR_LIMITS = (1e-4, 3e-2)  # what the range test may pick: Adam's sane interval
 LR_RANGE_STEPS = 60
+LR_RANGE_SHARE = 0.2  # of the time budget, at most, for the range test
 MIN_IMPROVEMENT = 1e-3  # relative; smaller changes of the watched metric are noise
 
 
@@ -211,7 +212,8 @@ def train_student(
         if config.lr is not None:
             lr, source = config.lr, "given by --lr"
         else:
-            lr = find_lr(student, train, input_names, config)
+            share = None if config.time_budget is None else config.time_budget * LR_RANGE_SHARE
+            lr = find_lr(student, train, input_names, config, seconds=share)
             source = "picked by a learning-rate range test"
         optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
         generator = torch.Generator().manual_seed(config.seed)
@@ -290,12 +292,18 @@ def _step(
 
 
 def find_lr(
-    student: torch.nn.Module, train: Split, input_names: Sequence[str], config: DistillConfig
+    student: torch.nn.Module,
+    train: Split,
+    input_names: Sequence[str],
+    config: DistillConfig,
+    seconds: float | None = None,
 ) -> float:
     """A tenth of the rate at which the smoothed loss of a short exponential sweep is lowest.
 
-    The student's weights (and buffers) are restored afterwards.
+    The student's weights (and buffers) are restored afterwards. With `seconds`, the sweep
+    stops there (a large student on large inputs), judged on the rates it reached.
     """
+    stop = math.inf if seconds is None else time.perf_counter() + seconds
     state = copy.deepcopy(student.state_dict())
     low, high = LR_RANGE
     factor = (high / low) ** (1 / (LR_RANGE_STEPS - 1))
@@ -320,7 +328,7 @@ def find_lr(
         average = 0.9 * average + 0.1 * loss
         smoothed.append(average / (1 - 0.9 ** (i + 1)))
         rates.append(rate)
-        if i > 5 and smoothed[-1] > 4 * min(smoothed):
+        if (i > 5 and smoothed[-1] > 4 * min(smoothed)) or time.perf_counter() > stop:
             break
     student.load_state_dict(state)
     if not rates:
@@ -383,13 +391,18 @@ def distillation_loss(
     config: DistillConfig,
 ) -> torch.Tensor:
     """Hinton KD (KL(targets ‖ softmax(pred/T)) · T²) mixed with CE by `alpha`; or MSE, cosine,
-    or BCE between outputs that already are probabilities (Softmax/Sigmoid heads) and targets."""
+    BCE between outputs that already are probabilities (Sigmoid maps) and targets, or Hinton KD
+    on the logs of Softmax outputs (`kl-probs`)."""
     if config.loss == "mse":
         return F.mse_loss(prediction, targets)
     if config.loss == "bce":
         # log-scale gradients where MSE on a probability saturates (a confidently wrong class)
         bounded = prediction.clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS)
         return F.binary_cross_entropy(bounded, targets.clamp(0, 1))
+    if config.loss == "kl-probs":
+        # Softmax outputs: their logs are logits up to a constant, so Hinton's softened KL applies
+        prediction = torch.log(prediction.clamp_min(PROBABILITY_EPS))
+        targets = F.softmax(torch.log(targets.clamp_min(PROBABILITY_EPS)) / config.temperature, -1)
     if config.loss == "cosine":
         similarity = F.cosine_similarity(prediction.flatten(1), targets.flatten(1), dim=1)
         return 1 - similarity.mean()

@@ -72,7 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     parser.add_argument(
-        "--loss", choices=["kl", "mse", "cosine", "bce"], default="kl", help="kl for class logits"
+        "--loss",
+        choices=["kl", "mse", "cosine", "bce", "kl-probs"],
+        default="kl",
+        help="kl for class logits",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of init, shuffling, dropout")
     parser.add_argument("--weights", help="comma-separated teacher weights (default equal)")
