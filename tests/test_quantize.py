@@ -66,6 +66,29 @@ def test_cnn_quantizes_statically_with_a_full_report(cli, tmp_path, cnn_case):
     session.run(None, image_feeds(1)[0])
 
 
+def test_frontier_times_every_int8_configuration_the_search_scored(cli, tmp_path, cnn_case):
+    """One point per scored int8 configuration, each with its loss from the search and a
+    latency ratio from one interleaved run; the written one is marked; the SVG parses."""
+    import xml.etree.ElementTree as ET
+
+    model, calib = cnn_case
+    out, report = tmp_path / "int8.onnx", tmp_path / "report"
+    code, _, err = cli(
+        "quantize", model, "-o", out, "--calib", calib, "--report", report, "--frontier",
+        "--no-latency-aware", *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads((report / "report.json").read_text())
+    scored = [t for t in data["trials"] if t["static"] + t["dynamic"] > 0]
+    points = data["frontier"]
+    assert [(p["label"], p["loss"]) for p in points] == [(t["label"], t["loss"]) for t in scored]
+    assert all(p["ratio"][1] <= p["ratio"][0] <= p["ratio"][2] for p in points)
+    assert sum(p["chosen"] for p in points) == 1
+    svg = ET.parse(report / "frontier.svg").getroot()
+    assert len(svg.findall("{http://www.w3.org/2000/svg}circle")) == len(points)
+    assert "## Frontier" in (report / "report.md").read_text()
+
+
 def test_provenance_records_method_fp32_nodes_and_metric(cnn_case, tmp_path):
     model, calib = cnn_case
     out = tmp_path / "int8.onnx"
@@ -241,6 +264,7 @@ def test_simd_block_follows_the_widest_vector_unit():
         (["--timing-seconds", "0"], 2, "--timing-seconds"),
         (["--format", "qlinear"], 2, "--format"),
         (["--bogus"], 2, "--bogus"),
+        (["--frontier"], 2, "--frontier needs --report"),
     ],
 )
 def test_bad_options_are_one_line_usage_errors(cli, cnn_case, tmp_path, extra, code, needle):

@@ -77,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=True,
         help="try static weights rounded on the calibration data (kept if the loss drops)",
     )
+    parser.add_argument(
+        "--frontier",
+        action="store_true",
+        help="also time every configuration the search tried; fidelity vs latency in --report",
+    )
     parser.add_argument("--ops", metavar="OP,...", help="op types to quantize (default all)")
     parser.add_argument("--exclude", metavar="NODE,...", help="node names to keep in fp32")
     parser.add_argument(
@@ -113,6 +118,8 @@ def _names(text: str | None, option: str) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"quantize: --threads {args.threads} must be >= 1")
+    if args.frontier and not args.report:
+        raise UsageError("quantize: --frontier needs --report DIR (the frontier goes there)")
     ops = _names(args.ops, "--ops") or None
     timer = target_timer(args, "quantize")  # a missing label or Ray fails before any work
     report = quantize(
@@ -126,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         per_channel=args.per_channel,
         smoothquant=args.smoothquant,
         weight_rounding=args.weight_rounding,
+        frontier=args.frontier,
         ops=ops,
         exclude=_names(args.exclude, "--exclude"),
         latency_aware=args.latency_aware,

@@ -28,6 +28,7 @@ from onnxsmith.passes.quantize import COMPANIONS, FORMATS, find_candidates, prep
 from onnxsmith.pipeline import apply, count_nodes
 from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
+from onnxsmith.quantize.frontier import FrontierPoint, measure_frontier
 from onnxsmith.quantize.latency import Latency, measure_latency
 from onnxsmith.quantize.report import LayerRow, QuantizeReport
 from onnxsmith.quantize.search import (
@@ -67,6 +68,7 @@ def quantize(
     smoothquant: float | str = "auto",
     bias_correction: bool = False,
     weight_rounding: bool = True,
+    frontier: bool = False,
     ranking: str = "isolated",
     companions: str = "auto",
     range_search: bool = True,
@@ -100,6 +102,9 @@ def quantize(
             the loss; off by default, it lowered none on the real models measured).
         weight_rounding: try weights rounded to keep each static layer's output error small
             on the calibration inputs (GPTQ-style; kept if it lowers the loss).
+        frontier: also time every int8 configuration the search scored against fp32 and put
+            fidelity against latency in the report (a table, `frontier.svg`); costs one more
+            interleaved timing run and keeps each scored model in memory meanwhile.
         ranking: how the fallback orders nodes: "isolated" (each alone in int8, error at the
             output) or "accumulated" (error each adds in the all-int8 model).
         companions: which neighbours of static nodes join the int8 chains: "all", "structural"
@@ -170,6 +175,7 @@ def quantize(
         probe_seconds=timing_seconds,
         bias_correction=bias_correction,
         weight_rounding=weight_rounding,
+        keep_trials=frontier,
         ranking=ranking,
         companions=companions,
         range_search=range_search,
@@ -220,6 +226,12 @@ def quantize(
                 "--no-latency-aware to write it anyway (e.g. for an int8 accelerator)"
             )
         warnings.append(f"{message}; written because --no-latency-aware was given")
+    points: tuple[FrontierPoint, ...] = ()
+    if frontier:
+        reporter.phase(f"timing the frontier: {len(result.trial_models)} configurations vs fp32")
+        points = measure_frontier(
+            timer, (original, prepared), result, buckets, seconds=timing_seconds, threads=threads
+        )
 
     layers = _layers(result, candidates, eval_feeds)
     options = {
@@ -254,6 +266,7 @@ def quantize(
         data={"calibration_feeds": calib_count, "eval_feeds": len(eval_feeds), "eval": eval_origin},
         warnings=tuple(warnings),
         seconds=time.perf_counter() - started,
+        frontier=points,
     )
     record_step(model, "quantize", options)
     model.metadata_props[METADATA_KEY] = json.dumps(report.provenance(), sort_keys=True)

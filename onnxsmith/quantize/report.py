@@ -13,6 +13,7 @@ from onnxsmith.errors import ModelSaveError
 from onnxsmith.passes.quantize import Candidate
 from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.pipeline import PipelineReport
+from onnxsmith.quantize.frontier import FrontierPoint, frontier_rows, frontier_svg
 from onnxsmith.quantize.latency import Latency
 from onnxsmith.quantize.search import SearchResult, plan_summary
 from onnxsmith.runtime.fidelity import MetricPlan
@@ -50,6 +51,7 @@ class QuantizeReport:
     data: Mapping[str, Any]
     warnings: tuple[str, ...]
     seconds: float
+    frontier: tuple[FrontierPoint, ...] = ()  # with `frontier=True`: every configuration, timed
 
     @property
     def size_ratio(self) -> float:
@@ -94,6 +96,7 @@ class QuantizeReport:
                 for t in result.timings
             ],
             "trials": [dataclasses.asdict(t) for t in result.trials],
+            "frontier": [dataclasses.asdict(p) for p in self.frontier],
             "layers": [_finite(dataclasses.asdict(row)) for row in self.layers],
             "prepare": self.pipeline.as_dict(),
             "warnings": list(self.warnings),
@@ -178,6 +181,9 @@ class QuantizeReport:
         lines += ["", "## Search", "", "| step | loss / tolerance | static | dynamic |"]
         lines.append("|---|---:|---:|---:|")
         lines += [f"| {t.label} | {t.loss:.4g} | {t.static} | {t.dynamic} |" for t in r.trials]
+        if self.frontier:
+            lines += ["", "## Frontier: fidelity against latency of every configuration tried", ""]
+            lines += ["![frontier](frontier.svg)", "", *frontier_rows(self.frontier)]
         lines += ["", "## Per layer", "", "| node | op | mode | SQNR dB | note |"]
         lines.append("|---|---|---|---:|---|")
         for row in self.layers:
@@ -192,6 +198,9 @@ class QuantizeReport:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "report.json").write_text(json.dumps(self.as_dict(), indent=2) + "\n")
             (folder / "report.md").write_text(self.markdown())
+            if self.frontier:
+                title = f"{Path(self.source).name}: every configuration the search tried"
+                (folder / "frontier.svg").write_text(frontier_svg(self.frontier, title))
         except OSError as e:
             raise ModelSaveError(f"quantize: cannot write the report to {folder} ({e})") from e
 

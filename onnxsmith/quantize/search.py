@@ -117,6 +117,7 @@ class SearchSettings:
     companions: str = "auto"  # "auto" (both placements scored), or one of COMPANIONS
     range_search: bool = True  # per-tensor ranges for the most sensitive inputs (method auto)
     ranking: str = "isolated"  # fallback order: RANKINGS (isolated: see isolation.py)
+    keep_trials: bool = False  # keep every scored int8 model (to time the frontier)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +165,7 @@ class SearchResult:
     bias_corrected: int = 0  # static nodes whose bias was corrected
     weights_rounded: int = 0  # static nodes whose weights were rounded on calibration data
     companions: str = "all"  # which neighbours joined the int8 chains (plan.COMPANIONS)
+    trial_models: tuple[tuple[Trial, ir.Model], ...] = ()  # with keep_trials: int8 ones only
 
 
 def clone(model: ir.Model) -> ir.Model:
@@ -196,6 +198,7 @@ class Search:
         self.settings = settings
         self.reporter = reporter
         self.trials: list[Trial] = []
+        self.trial_models: list[tuple[Trial, ir.Model]] = []
         self.reasons: dict[str, str] = {}
         self.best: tuple[Score, QuantPlan, ir.Model, ir.Model] | None = None
         self.reduce_range = settings.reduce_range
@@ -265,6 +268,8 @@ class Search:
         score = self.evalset.score(model)
         static, dynamic = len(plan.nodes(STATIC)), len(plan.nodes(DYNAMIC))
         self.trials.append(Trial(label, score.loss, static, dynamic))
+        if self.settings.keep_trials and plan.modes:
+            self.trial_models.append((self.trials[-1], model))
         self.reporter.phase(f"{label}: {score.describe()} ({static} static, {dynamic} dynamic)")
         if plan.modes and (self.best is None or score.loss < self.best[0].loss):
             self.best = (score, plan, model, base)
@@ -439,6 +444,7 @@ class Search:
                 set(plan.nodes(STATIC)) & set(self.hessians.hessians if self.hessians else ())
             ),
             companions=self.companions,
+            trial_models=tuple(self.trial_models),
         )
 
     def choose_method(
