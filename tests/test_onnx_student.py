@@ -225,13 +225,13 @@ def test_recover_without_torch_says_what_to_install(cli, tmp_path, monkeypatch):
 
 
 def test_recovery_loss_follows_the_outputs(tmp_path):
-    """Softmax probabilities are recovered with the softened KL on their logs, a Sigmoid map
-    with BCE (neither gradient vanishes on a confidently wrong output), logits with MSE."""
+    """Probabilities (a Softmax head, a Sigmoid map) are recovered with BCE, whose gradient does
+    not vanish on a confidently wrong output; logits with MSE."""
     from onnxsmith.exporter.recover import recovery_loss
 
     data = write_data(tmp_path / "data", digits(32))
     probs = tiny_cnn(tmp_path / "probs.onnx")
-    assert recovery_loss(load_model(probs), data) == "kl-probs"
+    assert recovery_loss(load_model(probs), data) == "bce"
     gated = onnx.load(probs)
     gated.graph.node[-1].CopyFrom(helper.make_node("Sigmoid", ["logits"], ["probs"]))
     onnx.save(gated, tmp_path / "sigmoid.onnx")
