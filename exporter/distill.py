@@ -22,7 +22,7 @@ import numpy as np
 import onnx_ir as ir
 import torch
 from onnxsmith.exporter.export import ExportReport, export_model
-from onnxsmith.exporter.onnx_module import OnnxModule, check_conversion, write_back
+from onnxsmith.exporter.onnx_module import ATOL, RTOL, OnnxModule, check_conversion, write_back
 from onnxsmith.exporter.parity import Case, check_parity
 from onnxsmith.exporter.targets import load_target
 from onnxsmith.exporter.teacher_outputs import (
@@ -291,8 +291,12 @@ def _write_back(
             values = module.run(inputs)
             expected = tuple(values[n].numpy() for n in module.output_names)
             cases.append(Case(f"training sample {i}", inputs, expected))
+    # the conversion's rule (onnx_module.check_conversion): the tolerance scales with the
+    # output's largest value, not each element's (a trained 320×448 text map differed from
+    # torch by 1.6e-3 at one pixel whose own value was small: float32 summation order)
+    scale = max((float(np.max(np.abs(e))) for c in cases for e in c.expected if e.size), default=0.0)
     parity = check_parity(
-        trained, cases, module.input_names, module.output_names, atol=1e-3, rtol=1e-3
+        trained, cases, module.input_names, module.output_names, atol=ATOL + RTOL * scale, rtol=0.0
     )
     if not parity.passed:
         raise ExportError(
