@@ -334,6 +334,26 @@ def _shape(inputs: Sequence[Tensor | None], attrs: Attrs) -> list[Tensor]:
     return [torch.tensor(list(x.shape)[attrs.get("start", 0) : attrs.get("end")])]
 
 
+def _constant_of_shape(inputs: Sequence[Tensor | None], attrs: Attrs) -> list[Tensor]:
+    value = attrs.get("value")
+    fill = torch.zeros(1, dtype=torch.float32) if value is None else value.reshape(-1)
+    return [fill.expand(_ints(inputs[0])).clone()]
+
+
+def _range(inputs: Sequence[Tensor | None], attrs: Attrs) -> list[Tensor]:
+    start, limit, delta = inputs[0], inputs[1], inputs[2]
+    assert start is not None and limit is not None and delta is not None
+    return [torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)]
+
+
+def _expand(inputs: Sequence[Tensor | None], attrs: Attrs) -> list[Tensor]:
+    x = inputs[0]
+    assert x is not None
+    # ONNX broadcasts both ways (a 1 in the target keeps x's size), unlike torch's expand
+    shape = torch.broadcast_shapes(tuple(x.shape), tuple(_ints(inputs[1])))
+    return [x.expand(shape)]
+
+
 def _global_pool(fn: Callable[..., Tensor]) -> Op:
     def pool(inputs: Sequence[Tensor | None], attrs: Attrs) -> list[Tensor]:
         x = inputs[0]
@@ -387,6 +407,9 @@ _STATIC: dict[str, Op] = {
     "Gather": _gather,
     "Shape": _shape,
     "Cast": _cast,
+    "ConstantOfShape": _constant_of_shape,
+    "Range": _range,
+    "Expand": _expand,
 }
 _BY_OPSET: dict[str, Callable[[int], Op]] = {
     "Softmax": _softmax,

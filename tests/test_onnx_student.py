@@ -103,6 +103,37 @@ def test_converted_module_matches_onnx_runtime_and_trains_its_layer_weights(tmp_
     assert "scales" in module.constants  # a Resize scale is not a weight
 
 
+def test_anchor_arithmetic_of_yolo_heads_converts_exactly(tmp_path):
+    """YOLOv8 heads build their anchor grid at run time from the feature map's size:
+    Shape → Range → Expand, and ConstantOfShape for the stride tensor (NudeNet's 320n)."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "two"], ["h"], axis=0),
+        helper.make_node("Range", ["zero", "h", "one"], ["rows"]),
+        helper.make_node("Cast", ["rows"], ["rows_f"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["rows_f", "column"], ["grid"]),
+        helper.make_node("Expand", ["grid", "shape"], ["anchors"]),
+        helper.make_node("ConstantOfShape", ["shape"], ["stride"],
+                         value=numpy_helper.from_array(np.array([8.0], np.float32))),
+        helper.make_node("Mul", ["anchors", "stride"], ["scaled"]),
+        helper.make_node("Add", ["x", "scaled"], ["y"]),
+    ]  # fmt: skip
+    inits = {"two": np.array(2), "zero": np.array(0), "one": np.array(1),
+             "column": np.array([1, 1, -1, 1])}  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "anchors",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, "h", "w"])],
+        [numpy_helper.from_array(v.astype(np.int64), k) for k, v in inits.items()],
+    )
+    path = tmp_path / "anchors.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    model = load_model(path)
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 3)).astype(np.float32)
+    assert check_conversion(model, OnnxModule(model, "anchors"), [{"x": x}]) == 0.0
+
+
 def test_written_back_weights_reproduce_the_trained_module(tmp_path):
     model = load_model(tiny_cnn(tmp_path / "m.onnx"))
     module = OnnxModule(model, "m.onnx")
