@@ -294,7 +294,7 @@ def _write_back(
     # the conversion's rule (onnx_module.check_conversion): the tolerance scales with the
     # output's largest value, not each element's (a trained 320×448 text map differed from
     # torch by 1.6e-3 at one pixel whose own value was small: float32 summation order)
-    peaks = [float(np.max(np.abs(e))) for case in cases for e in case.expected if e.size]
+    peaks = [float(np.max(np.abs(e))) for case in cases for e in case.expected or () if e.size]
     scale = max(peaks, default=0.0)
     parity = check_parity(
         trained, cases, module.input_names, module.output_names, atol=ATOL + RTOL * scale, rtol=0.0

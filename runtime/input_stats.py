@@ -53,12 +53,9 @@ def collect_input_stats(
     Raises:
         DataError: `feeds` is empty.
     """
-    by_name = {n.name: n for n in model.graph if n.name in set(nodes)}
-    specs = {name: linear_spec(node) for name, node in by_name.items()}
-    wanted = {name: node for name, node in by_name.items() if specs[name] is not None}
-    acts = sorted({n.inputs[0].name or "" for n in wanted.values() if n.inputs[0] is not None})
-    upstream = upstream_of(model, acts)
-    session = None if upstream is None else create_session(upstream)
+    linear = [n for n in model.graph if n.name in set(nodes) and linear_spec(n) is not None]
+    wanted, session = _input_session(model, [n.name or "" for n in linear])
+    specs = {node.name: linear_spec(node) for node in wanted}
     rng = np.random.default_rng(seed)
     sums: dict[str, np.ndarray] = {}
     squares: dict[str, np.ndarray] = {}
@@ -67,8 +64,8 @@ def collect_input_stats(
     for feed in feeds:
         outputs = _activations(session, feed, "calibration statistics")
         count += 1
-        for name, node in wanted.items():
-            spec = specs[name]
+        for node in wanted:
+            name, spec = node.name or "", specs[node.name]
             assert spec is not None and node.inputs[0] is not None
             x = outputs[node.inputs[0].name or ""].astype(np.float32)
             block = input_rows(node, spec, x, limit=rows_per_feed, rng=rng)
@@ -107,11 +104,7 @@ def collect_weight_hessians(
     Raises:
         DataError: `feeds` is empty.
     """
-    wanted = {n.name or "": n for n in model.graph if n.name in set(nodes)}
-    specs = {name: contraction_spec(node) for name, node in wanted.items()}
-    acts = sorted({n.inputs[0].name or "" for n in wanted.values() if n.inputs[0] is not None})
-    upstream = upstream_of(model, acts)
-    session = None if upstream is None else create_session(upstream)
+    wanted, session = _input_session(model, nodes)
     rng = np.random.default_rng(seed)
     sums: dict[str, np.ndarray] = {}
     rows: dict[str, int] = {}
@@ -119,8 +112,8 @@ def collect_weight_hessians(
     for feed in feeds:
         values = _activations(session, feed, "weight rounding statistics")
         count += 1
-        for name, node in wanted.items():
-            spec, x = specs[name], node.inputs[0]
+        for node in wanted:
+            name, spec, x = node.name or "", contraction_spec(node), node.inputs[0]
             if spec is None or x is None:
                 continue
             block = input_rows(node, spec, values[x.name or ""], limit=rows_per_feed, rng=rng)
@@ -166,6 +159,14 @@ def upstream_of(model: ir.Model, names: Sequence[str]) -> ir.Model | None:
     return copy
 
 
+def _input_session(model: ir.Model, nodes: Sequence[str]) -> tuple[list[ir.Node], Session | None]:
+    """The named nodes, and a session computing their first inputs (None: all are inputs)."""
+    wanted = [n for n in model.graph if n.name in set(nodes)]
+    acts = sorted({n.inputs[0].name or "" for n in wanted if n.inputs[0] is not None})
+    upstream = upstream_of(model, acts)
+    return wanted, None if upstream is None else create_session(upstream)
+
+
 def _activations(session: Session | None, feed: Feed, label: str) -> Feed:
     """The feed and every output of `session` on it, by name."""
     if session is None:
@@ -192,10 +193,7 @@ def sample_rows(
     pruned twin of `model` (same names, fewer channels) draws the same positions; None where a
     node is not a plain linear layer or its input is too wide for a full matrix.
     """
-    wanted = [n for n in model.graph if n.name in set(nodes)]
-    acts = sorted({n.inputs[0].name or "" for n in wanted if n.inputs[0] is not None})
-    upstream = upstream_of(model, acts)
-    session = None if upstream is None else create_session(upstream)
+    wanted, session = _input_session(model, nodes)
     rows: Rows = {n.name or "": [] for n in wanted}
     for index, feed in enumerate(feeds):
         values = _activations(session, feed, label)

@@ -217,26 +217,13 @@ class Search:
         if static:
             if table is None:
                 raise PassError("quantize: static nodes planned without a calibration table")
-            rounded = [n for n in static if self.hessians and n in self.hessians.hessians]
-            if self.hessians is not None and rounded:
-                passes.append(
-                    RoundWeightsPass(
-                        self.hessians,
-                        rounded,
-                        per_channel=self.settings.per_channel,
-                        reduce_range=self.reduce_range,
-                    )
-                )
+            grid = {"per_channel": self.settings.per_channel, "reduce_range": self.reduce_range}
+            if self.hessians is not None:
+                rounded = [n for n in static if n in self.hessians.hessians]
+                passes += [RoundWeightsPass(self.hessians, rounded, **grid)] if rounded else []
             corrected = [n for n in static if n in self.corrected]
             if self.means is not None and corrected:
-                passes.append(
-                    CorrectBiasPass(
-                        self.means,
-                        corrected,
-                        per_channel=self.settings.per_channel,
-                        reduce_range=self.reduce_range,
-                    )
-                )
+                passes.append(CorrectBiasPass(self.means, corrected, **grid))
             passes += [
                 InsertQdqPass(
                     table,
@@ -581,7 +568,7 @@ class Search:
             return None
         return CalibrationTable(f"{table.method}, smoothed", ranges, table.feeds)
 
-    # -- step 4: bias correction ----------------------------------------------------------
+    # -- step 4: weight rounding, bias correction -----------------------------------------------
 
     def round_weights(
         self,

@@ -17,7 +17,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxsmith.passes.quantize.names import NameScope, set_constant_input
 from onnxsmith.passes.quantize.plan import activation_name, nodes_named, weight_of
-from onnxsmith.passes.quantize.weights import static_grid, weight_axis
+from onnxsmith.passes.quantize.weights import GridWeightsPass
 
 from onnxsmith.calibration import ChannelMeans
 from onnxsmith.errors import PassError, name_list
@@ -33,23 +33,13 @@ def input_channel_axis(node: ir.Node) -> int:
     return 0 if node.attributes.get_int("transA", 0) else -1
 
 
-class CorrectBiasPass(ir.passes.InPlacePass):
+class CorrectBiasPass(GridWeightsPass):
     """Rounds the weights of `nodes` (Conv, Gemm) to their static int8 grid and corrects their
     biases by the expected output error, ΔW · E[x] (a bias is added where there is none)."""
 
-    def __init__(
-        self,
-        means: ChannelMeans,
-        nodes: Sequence[str],
-        *,
-        per_channel: bool = True,
-        reduce_range: bool = False,
-    ) -> None:
-        super().__init__()
+    def __init__(self, means: ChannelMeans, nodes: Sequence[str], **grid: bool) -> None:
+        super().__init__(nodes, **grid)
         self.means = means
-        self.nodes = list(nodes)
-        self.per_channel = per_channel
-        self.reduce_range = reduce_range
 
     def call(self, model: ir.Model) -> StatsResult:
         targets = self._validated(model)
@@ -59,8 +49,7 @@ class CorrectBiasPass(ir.passes.InPlacePass):
             weight = weight_of(node)
             assert weight is not None  # checked in _validated
             original = constant(weight)
-            axis = weight_axis(node) if self.per_channel else None
-            rounded = static_grid(original, axis, reduce_range=self.reduce_range)
+            rounded = self.grid(original, node)
             if np.array_equal(rounded, original):
                 continue
             shift = self._output_shift(node, rounded - original)

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 from onnxsmith.passes.quantize.names import NameScope, set_constant_input
 from onnxsmith.passes.quantize.plan import nodes_named, weight_of
-from onnxsmith.passes.quantize.weights import static_grid, weight_axis
+from onnxsmith.passes.quantize.weights import GridWeightsPass
 
 from onnxsmith.calibration import WeightHessians
 from onnxsmith.errors import PassError, name_list
@@ -78,23 +78,13 @@ def round_rows(
     return levels
 
 
-class RoundWeightsPass(ir.passes.InPlacePass):
+class RoundWeightsPass(GridWeightsPass):
     """Writes the weights of `nodes` (Conv, Gemm, MatMul) on their static int8 grid, rounded to
     keep each layer's output error small on the calibration inputs (module docstring)."""
 
-    def __init__(
-        self,
-        hessians: WeightHessians,
-        nodes: Sequence[str],
-        *,
-        per_channel: bool = True,
-        reduce_range: bool = False,
-    ) -> None:
-        super().__init__()
+    def __init__(self, hessians: WeightHessians, nodes: Sequence[str], **grid: bool) -> None:
+        super().__init__(nodes, **grid)
         self.hessians = hessians
-        self.nodes = list(nodes)
-        self.per_channel = per_channel
-        self.reduce_range = reduce_range
 
     def call(self, model: ir.Model) -> StatsResult:
         targets = self._validated(model)
@@ -105,18 +95,11 @@ class RoundWeightsPass(ir.passes.InPlacePass):
             assert weight is not None and weight.const_value is not None  # checked in _validated
             original = weight.const_value.numpy()
             chosen = self._rounded(node, original)
-            if np.array_equal(chosen, static_grid(original, self._axis(node), **self._range)):
+            if np.array_equal(chosen, self.grid(original, node)):
                 continue
             set_constant_input(model, names, node, 1, chosen, f"{weight.name}_rounded")
             changed += 1
         return StatsResult(model, modified=bool(changed), stats={"rounded": changed})
-
-    @property
-    def _range(self) -> dict[str, bool]:
-        return {"reduce_range": self.reduce_range}
-
-    def _axis(self, node: ir.Node) -> int | None:
-        return weight_axis(node) if self.per_channel else None
 
     def _rounded(self, node: ir.Node, original: np.ndarray) -> np.ndarray:
         qmax = 64.0 if self.reduce_range else 127.0
@@ -140,7 +123,7 @@ class RoundWeightsPass(ir.passes.InPlacePass):
             levels[part] = round_rows(rows[part], hessian[g], scale[part], qmax, pinned[part])
         chosen = _from_rows(node, (levels * scale[:, None]).astype(np.float32), original)
         # on ORT's grid by construction; snapping absorbs a float32 ulp in the scale
-        return static_grid(chosen, self._axis(node), **self._range)
+        return self.grid(chosen, node)
 
     def _validated(self, model: ir.Model) -> list[ir.Node]:
         targets = nodes_named(model, self.nodes, "weight rounding")

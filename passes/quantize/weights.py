@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import onnx_ir as ir
@@ -72,3 +72,24 @@ def static_grid(w: np.ndarray, axis: int | None, *, reduce_range: bool = False) 
     scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
     q = np.clip(np.rint(w / scale), -qmax, qmax)
     return (q * scale).astype(np.float32)
+
+
+class GridWeightsPass(ir.passes.InPlacePass):
+    """What the passes that write weights on ORT's static int8 grid share: the nodes, and the
+    grid (per output channel or per tensor; 8 bits, or 7 with `reduce_range`)."""
+
+    def __init__(
+        self, nodes: Sequence[str], *, per_channel: bool = True, reduce_range: bool = False
+    ) -> None:
+        super().__init__()
+        self.nodes = list(nodes)
+        self.per_channel = per_channel
+        self.reduce_range = reduce_range
+
+    def axis(self, node: ir.Node) -> int | None:
+        """The axis of `node`'s weight scales (None: one scale)."""
+        return weight_axis(node) if self.per_channel else None
+
+    def grid(self, weight: np.ndarray, node: ir.Node) -> np.ndarray:
+        """`weight` rounded to its nearest point of the grid."""
+        return static_grid(weight, self.axis(node), reduce_range=self.reduce_range)
