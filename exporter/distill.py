@@ -22,7 +22,7 @@ import numpy as np
 import onnx_ir as ir
 import torch
 from onnxsmith.exporter.export import ExportReport, export_model
-from onnxsmith.exporter.onnx_module import ATOL, RTOL, OnnxModule, check_conversion, write_back
+from onnxsmith.exporter.onnx_module import OnnxModule, check_conversion, write_back
 from onnxsmith.exporter.parity import Case, check_parity
 from onnxsmith.exporter.targets import load_target
 from onnxsmith.exporter.teacher_outputs import (
@@ -57,6 +57,7 @@ from onnxsmith.summary import summarize
 __all__ = ["DistillConfig", "DistillReport", "EpochStats", "ModelRow", "distill"]
 Student = torch.nn.Module | Callable[[], torch.nn.Module] | str | os.PathLike[str]
 PARITY_FEEDS = 8  # training samples the written student is checked on
+WRITE_BACK_TOLERANCE = 1e-2  # of each output's largest value (see _write_back)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,13 +292,13 @@ def _write_back(
             values = module.run(inputs)
             expected = tuple(values[n].numpy() for n in module.output_names)
             cases.append(Case(f"training sample {i}", inputs, expected))
-    # the conversion's rule (onnx_module.check_conversion): the tolerance scales with the
-    # output's largest value, not each element's (a trained 320×448 text map differed from
-    # torch by 1.6e-3 at one pixel whose own value was small: float32 summation order)
+    # A wrong write-back (a weight in the wrong place) moves the outputs by their own scale;
+    # float32 summation order in a deep CNN moved a trained 320×448 text map (PP-OCRv4 det) by
+    # up to 0.3 % of it. The conversion itself was checked at 1e-3 before training.
     peaks = [float(np.max(np.abs(e))) for case in cases for e in case.expected or () if e.size]
-    scale = max(peaks, default=0.0)
+    tolerance = WRITE_BACK_TOLERANCE * max(peaks, default=1.0)
     parity = check_parity(
-        trained, cases, module.input_names, module.output_names, atol=ATOL + RTOL * scale, rtol=0.0
+        trained, cases, module.input_names, module.output_names, atol=tolerance, rtol=0.0
     )
     if not parity.passed:
         raise ExportError(
