@@ -104,7 +104,8 @@ def verb_args(verb: str, ws: Workspace, quick: bool = False) -> tuple[list[str],
                 "--json", str(out / "prune-structured.json")], path  # fmt: skip
     if verb == "quantize":
         path = out / "int8.onnx"
-        method = ["--method", "minmax", "--no-smoothquant", "--no-latency-aware"] if quick else []
+        method = ["--method", "minmax", "--no-smoothquant", "--no-latency-aware",
+                  "--no-weight-rounding", "--max-loss", "1000"] if quick else []  # fmt: skip
         return ["quantize", model, "-o", str(path), "--calib", str(ws.calib),
                 "--eval", str(ws.eval), *method, *timing,
                 "--report", str(out / "quantize")], path  # fmt: skip

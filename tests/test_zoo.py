@@ -12,8 +12,10 @@ quantize time with `--timing-seconds 0.3`; structured prune with `--no-measure` 
 timing, so every group is pruned) and `--criterion activation --no-compensation` (the calibration
 feeds rank the channels; the sequential least-squares refit, up to a minute on the larger models
 today, is left to bench/zoo.py); quantize with `--method minmax --no-smoothquant
---no-latency-aware` (one calibration method, and the int8 model is written whatever this
-machine's timing says, so the test checks the model instead of the machine); bench with
+--no-latency-aware --no-weight-rounding --max-loss 1000` (one calibration method, no fallback
+search — its 16 real eval feeds and each step's accuracy are bench/zoo.py's job — and the int8
+model is written whatever this machine's timing says, so the test checks the model instead of
+the machine; the search made the four larger quantize cases take 27–68 s each); bench with
 3 rounds, its own model only; MiniLM exported with `onnxsmith export --no-check` (test_export.py
 checks that export's parity).
 """
