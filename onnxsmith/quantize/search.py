@@ -580,8 +580,12 @@ class Search:
     ) -> tuple[Score, ir.Model]:
         """Measures the static nodes' input Hessians; keeps the chosen rounding if it lowers
         the loss."""
-        nodes = [n.name or "" for n in base.graph if n.name in set(plan.nodes(STATIC))]
-        nodes = [n for n in nodes if n and _roundable(base, n)]
+        static = set(plan.nodes(STATIC))
+        nodes = [
+            n.name or ""
+            for n in base.graph
+            if n.name in static and n.op_type in ROUNDABLE_OPS and contraction_spec(n) is not None
+        ]
         if not nodes:
             return score, model
         self.reporter.phase(f"weight rounding: input statistics of {len(nodes)} layers")
@@ -768,11 +772,6 @@ def _ladder(kept: tuple[str, ...]) -> tuple[str, ...]:
 def _channel_absmax(stats: ActivationStats) -> dict[str, np.ndarray]:
     found = {name: s.channel_absmax for name, s in stats.tensors.items()}
     return {name: absmax for name, absmax in found.items() if absmax is not None}
-
-
-def _roundable(model: ir.Model, name: str) -> bool:
-    node = next(n for n in model.graph if n.name == name)
-    return node.op_type in ROUNDABLE_OPS and contraction_spec(node) is not None
 
 
 def _next_rung(ladder: tuple[str, ...], mode: str) -> str:
