@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -590,7 +591,7 @@ class Search:
             return score, model
         self.reporter.phase(f"weight rounding: input statistics of {len(nodes)} layers")
         self.hessians = collect_weight_hessians(
-            base, nodes, list(self.calib())[:_HESSIAN_FEEDS], rows_per_feed=_HESSIAN_ROWS
+            base, nodes, itertools.islice(self.calib(), _HESSIAN_FEEDS), rows_per_feed=_HESSIAN_ROWS
         )
         rounded_score, rounded_model = self.evaluate(plan, base, table, "weight rounding")
         if rounded_score.loss < score.loss:
