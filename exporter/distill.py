@@ -329,7 +329,9 @@ def _export(module: torch.nn.Module, ensemble: Teachers, train: Split) -> tuple[
     for spec in ensemble.inputs:
         for axis, dim in enumerate(spec.shape or ()):
             if not isinstance(dim, int):
-                axes.setdefault(spec.name, {})[axis] = dim or f"{spec.name}_dim{axis}"
+                # PaddlePaddle names every free axis "?": free, not equal to one another
+                named = isinstance(dim, str) and dim.strip("?")
+                axes.setdefault(spec.name, {})[axis] = dim if named else f"{spec.name}_dim{axis}"
     return export_model(
         module,
         tuple(inputs),

@@ -9,12 +9,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import torch_models as zoo  # noqa: E402
-from distill_data import make_task  # noqa: E402
+from distill_data import CLASSES, FEATURES, make_task  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnxsmith.exporter.distill import _split, distill  # noqa: E402
 from onnxsmith.exporter.teacher_outputs import load_teachers  # noqa: E402
 from onnxsmith.exporter.training import (  # noqa: E402
@@ -187,3 +189,28 @@ def test_mismatches_are_one_line_errors(cli, tmp_path, extra, code, expected):
     assert got == code, err
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_free_axes_named_question_mark_stay_free_in_the_student(tmp_path):
+    # PaddlePaddle's exports name every free axis "?"; to the exporter those are distinct axes
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["logits"])],
+        "paddle-style",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["?", "?", FEATURES])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["?", "?", CLASSES])],
+        [numpy_helper.from_array(np.eye(FEATURES, CLASSES, dtype=np.float32), "W")],
+    )
+    teacher = tmp_path / "teacher.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), teacher)
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        np.savez(data / f"{index}.npz", x=rng.normal(0, 1, (50, 3, FEATURES)).astype(np.float32))
+    out = tmp_path / "student.onnx"
+    distill(
+        [teacher], STUDENT, data, out,
+        config=DistillConfig(loss="mse", epochs=1, lr=0.01, batch_size=32), latency_runs=0,
+    )  # fmt: skip
+    batch, steps, _ = (str(d) for d in load_model(out).graph.inputs[0].shape)
+    assert batch != steps and "?" not in (batch, steps)
