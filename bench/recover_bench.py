@@ -211,6 +211,29 @@ def zoo_subject(name: str, args: argparse.Namespace) -> Subject:
     )
 
 
+def peer_row(subject: Subject, sparsity: float, out: Path) -> dict[str, object]:
+    """Torch-Pruning on onnx2torch's module, trained like `--recover` (torch_pruning_peer.py)."""
+    from onnxsmith.exporter.recover import DEFAULT_TIME_BUDGET, batch_size, recovery_loss
+    from torch_pruning_peer import prune_and_train
+
+    from onnxsmith.io import load_model
+
+    original = load_model(subject.model)
+    first = next(iter(sorted(subject.calib.glob("*.npz"))))
+    with np.load(first) as stored:
+        feed = {name: stored[name][:1] for name in stored.files}
+    return prune_and_train(
+        subject.model,
+        feed,
+        subject.recover_data,
+        out,
+        sparsity=sparsity,
+        loss=recovery_loss(original, subject.recover_data),
+        batch_size=batch_size(original, subject.recover_data),
+        seconds=DEFAULT_TIME_BUDGET,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="cls", help="cls, or a zoo name (ppocr-det, ...)")
@@ -221,6 +244,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300, help="interleaved timing rounds")
     parser.add_argument(
         "--reuse-plain", action="store_true", help="keep the pruned model of an earlier run"
+    )
+    parser.add_argument(
+        "--peer", action="store_true", help="add Torch-Pruning + the same training (bench only)"
     )
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -246,6 +272,22 @@ def main() -> None:
             "wall_s": round(time.perf_counter() - start, 1),
             **subject.score(out),
         }
+    if args.peer:
+        from torch_pruning_peer import PeerFailed
+
+        start = time.perf_counter()
+        paths["Torch-Pruning + training"] = out = OUT / f"{args.model}.torch-pruning.onnx"
+        try:
+            facts = peer_row(subject, args.sparsity, out)
+        except PeerFailed as failure:
+            print(f"| Torch-Pruning + training | failed: {failure} | - | - |")
+            del paths["Torch-Pruning + training"]
+        else:
+            rows["Torch-Pruning + training"] = {
+                "command": f"bench/torch_pruning_peer.py {json.dumps(facts)}",
+                "wall_s": round(time.perf_counter() - start, 1),
+                **subject.score(out),
+            }
     sessions = [create_session(p, threads=1) for p in (subject.model, *paths.values())]
     times = time_interleaved(sessions, subject.timing_feeds, warmup=10, runs=args.runs)
     for i, name in enumerate(paths, start=1):

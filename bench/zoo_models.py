@@ -274,17 +274,47 @@ def ddddocr_det_feeds(n: int) -> list[Feed]:
     return feeds
 
 
+@functools.cache
+def scene_sources() -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Real photos (scikit-image's, its cameraman, scikit-learn's two samples) and the 200
+    grey LFW faces (25×25) that scikit-image ships, for detector scenes."""
+    import skimage.data as data
+    from sklearn.datasets import load_sample_images
+
+    camera = np.repeat(data.camera()[..., None], 3, axis=2)
+    extra = tuple(np.asarray(image) for image in load_sample_images().images)
+    faces = (data.lfw_subset() * 255).round().astype(np.uint8)
+    return (*photos(), camera, *extra), faces
+
+
+def scene(seed: int, side: int = 320) -> np.ndarray:
+    """A `side`² mosaic of 3–5 tiles per side, each a random crop of a photo or an LFW face
+    (half of the tiles), so a detector finds several people's faces at several scales."""
+    rng = np.random.default_rng(seed)  # placement only; the pixels are the photos'
+    pictures, faces = scene_sources()
+    grid = int(rng.integers(3, 6))
+    cell = side // grid
+    canvas = np.full((side, side, 3), 114, np.uint8)
+    for row in range(grid):
+        for column in range(grid):
+            if rng.random() < 0.5:
+                tile = np.repeat(faces[rng.integers(len(faces))][..., None], 3, axis=2)
+            else:
+                picture = pictures[rng.integers(len(pictures))]
+                short = min(picture.shape[:2])
+                crop = int(rng.integers(short // 3, short + 1))
+                y = int(rng.integers(0, picture.shape[0] - crop + 1))
+                x = int(rng.integers(0, picture.shape[1] - crop + 1))
+                tile = np.ascontiguousarray(picture[y : y + crop, x : x + crop])
+            top, left = row * cell, column * cell
+            canvas[top : top + cell, left : left + cell] = resized(tile, cell, cell)
+    return canvas
+
+
 def nudenet_feeds(n: int) -> list[Feed]:
-    """Photos (faces, people, objects) letterboxed into 320×320, RGB/255 as YOLOv8 expects."""
-    feeds = []
-    for i in range(n):
-        photo = photos()[i % len(photos())]
-        scale = 320 / max(photo.shape[:2])
-        height, width = round(photo.shape[0] * scale), round(photo.shape[1] * scale)
-        canvas = np.full((320, 320, 3), 114, np.uint8)
-        canvas[:height, :width] = resized(photo, height, width)
-        feeds.append({"images": chw(canvas, 0.0, 1.0, 1 / 255)})
-    return feeds
+    """320×320 scenes of photo crops and faces (`scene`), RGB/255 as YOLOv8 expects: about
+    three of NudeNet's boxes per scene (the six whole photos held one box in three)."""
+    return [{"images": chw(scene(i), 0.0, 1.0, 1 / 255)} for i in range(n)]
 
 
 def orientation_feeds(n: int) -> list[Feed]:

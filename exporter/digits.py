@@ -76,6 +76,7 @@ def train_and_export_teachers(
     example = torch.from_numpy(images[:1])
     paths = []
     for seed in range(count):
+        torch.manual_seed(seed)  # the initial weights too, not only the training
         model = train_classifier(teacher(), images, labels, epochs=epochs, seed=seed)
         path = out / f"teacher{seed}.onnx"
         export(

@@ -22,6 +22,7 @@ import numpy as np
 import onnx_ir as ir
 import torch
 from onnxsmith.exporter.export import ExportReport, export_model
+from onnxsmith.exporter.function_matching import MixedTargets
 from onnxsmith.exporter.onnx_module import OnnxModule, check_conversion, write_back
 from onnxsmith.exporter.parity import Case, check_parity
 from onnxsmith.exporter.targets import load_target
@@ -155,6 +156,8 @@ def distill(
         raise UsageError("distill: --labels needs --loss kl (hard labels are class ids)")
     if eval_labels is not None and eval_data is None:
         raise UsageError("distill: --eval-labels needs --eval DIR")
+    if config.mixup and labels is not None:
+        raise UsageError("distill: --mixup needs no --labels (a mixed input has no class)")
     output = Path(output)
     work = Path(work_dir) if work_dir is not None else output.with_suffix(".distill")
     ensemble = load_teachers(teachers, weights=weights, output=teacher_output)
@@ -177,6 +180,9 @@ def distill(
             config,
             checkpoint=work / "best.pt",
             watch_loss=eval_data is None,
+            augment=MixedTargets(ensemble, kind, config.temperature, config.seed)
+            if config.mixup
+            else None,
             on_step=on_step,
             on_epoch=on_epoch,
         )
@@ -330,8 +336,8 @@ def _export(module: torch.nn.Module, ensemble: Teachers, train: Split) -> tuple[
         for axis, dim in enumerate(spec.shape or ()):
             if not isinstance(dim, int):
                 # PaddlePaddle names every free axis "?": free, not equal to one another
-                named = isinstance(dim, str) and dim.strip("?")
-                axes.setdefault(spec.name, {})[axis] = dim if named else f"{spec.name}_dim{axis}"
+                named = dim if isinstance(dim, str) and dim.strip("?") else None
+                axes.setdefault(spec.name, {})[axis] = named or f"{spec.name}_dim{axis}"
     return export_model(
         module,
         tuple(inputs),
