@@ -43,7 +43,6 @@ class RecoverSettings:
     time_budget: float = DEFAULT_TIME_BUDGET
     seed: int = 0
     epochs: int | None = None  # None: until the held-out loss stops improving
-    mixup: bool = False
 
 
 def recovery_loss(original: ir.Model, data: Path) -> str:
@@ -85,7 +84,6 @@ def recover_pruned(
         seed=settings.seed,
         time_budget=settings.time_budget,
         epochs=settings.epochs,
-        mixup=settings.mixup,
     )
     with tempfile.TemporaryDirectory(prefix="onnxsmith-recover-") as folder:
         work = Path(folder)
