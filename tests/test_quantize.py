@@ -17,6 +17,7 @@ from onnxsmith.runtime.cpu import int8_saturates, simd_block
 from onnxsmith.runtime.session import create_session
 from quant_models import image_feeds, mlp, sequence_feeds, write_feeds
 
+from onnxsmith.errors import NotFasterError
 from onnxsmith.io import load_model, save_model
 from onnxsmith.provenance import steps_applied
 from onnxsmith.quantize import METADATA_KEY, quantize
@@ -87,6 +88,28 @@ def test_frontier_times_every_int8_configuration_the_search_scored(cli, tmp_path
     svg = ET.parse(report / "frontier.svg").getroot()
     assert len(svg.findall("{http://www.w3.org/2000/svg}circle")) == len(points)
     assert "## Frontier" in (report / "report.md").read_text()
+
+
+def test_a_refusal_still_writes_the_frontier(tmp_path, cnn_case, monkeypatch):
+    """Nothing faster than fp32 (forced here: timings are not asserted): no model, but the
+    frontier of every configuration tried goes into the report folder, and the error says so."""
+    import xml.etree.ElementTree as ET
+
+    import onnxsmith.quantize as api
+
+    every_mode = lambda search: ({n: c.modes for n, c in search.candidates.items()}, ())  # noqa: E731
+    monkeypatch.setattr(Search, "ladders", every_mode)  # the probe would refuse at once here
+    monkeypatch.setattr(api, "_not_faster", lambda latency, where: "no measurable gain here")
+    model, calib = cnn_case
+    out, report = tmp_path / "int8.onnx", tmp_path / "report"
+    with pytest.raises(NotFasterError, match=r"frontier\.md"):
+        quantize(model, out, calib=calib, report_dir=report, frontier=True, timing_seconds=0.2)
+    assert not out.exists()
+    table = (report / "frontier.md").read_text()
+    assert "Nothing written: no measurable gain here." in table
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    svg = ET.parse(report / "frontier.svg").getroot()
+    assert rows and len(svg.findall("{http://www.w3.org/2000/svg}circle")) == len(rows)
 
 
 def test_provenance_records_method_fp32_nodes_and_metric(cnn_case, tmp_path):

@@ -28,7 +28,7 @@ from onnxsmith.passes.quantize import COMPANIONS, FORMATS, find_candidates, prep
 from onnxsmith.pipeline import apply, count_nodes
 from onnxsmith.progress import Reporter
 from onnxsmith.provenance import record_step
-from onnxsmith.quantize.frontier import FrontierPoint, measure_frontier
+from onnxsmith.quantize.frontier import FrontierPoint, measure_frontier, write_refused_frontier
 from onnxsmith.quantize.latency import Latency, measure_latency
 from onnxsmith.quantize.report import LayerRow, QuantizeReport
 from onnxsmith.quantize.search import (
@@ -218,20 +218,26 @@ def quantize(
             "onnxruntime fused none of the Q/DQ nodes into integer kernels: static nodes run as "
             f"float with extra conversions ({kernels.describe()})"
         )
-    message = _not_faster(latency, timer.where)
-    if message:
-        if latency_aware:
-            raise NotFasterError(
-                f"quantize: {message} — nothing written; relax --max-loss, or pass "
-                "--no-latency-aware to write it anyway (e.g. for an int8 accelerator)"
-            )
-        warnings.append(f"{message}; written because --no-latency-aware was given")
     points: tuple[FrontierPoint, ...] = ()
     if frontier:
         reporter.phase(f"timing the frontier: {len(result.trial_models)} configurations vs fp32")
         points = measure_frontier(
             timer, (original, prepared), result, buckets, seconds=timing_seconds, threads=threads
         )
+    message = _not_faster(latency, timer.where)
+    if message:
+        if latency_aware:
+            shown = ""
+            if points and report_dir is not None:
+                write_refused_frontier(Path(report_dir), points, str(source), message)
+                shown = (
+                    f"; what each configuration tried measured: {Path(report_dir) / 'frontier.md'}"
+                )
+            raise NotFasterError(
+                f"quantize: {message} — nothing written{shown}; relax --max-loss, or pass "
+                "--no-latency-aware to write it anyway (e.g. for an int8 accelerator)"
+            )
+        warnings.append(f"{message}; written because --no-latency-aware was given")
 
     layers = _layers(result, candidates, eval_feeds)
     options = {

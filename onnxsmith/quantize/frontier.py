@@ -2,7 +2,9 @@
 
 With `quantize(..., frontier=True)` each int8 configuration the search scored is timed against
 fp32 in one interleaved run over the eval set's shape buckets, so a user whose target is out of
-reach sees what is reachable on this machine: the report's table and `frontier.svg`.
+reach sees what is reachable on this machine: the report's table and `frontier.svg`. When
+quantize refuses (no measurable gain), the frontier is still written: `frontier.md` and
+`frontier.svg` in the report folder, so the refusal shows what was tried.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 
 import onnx_ir as ir
 
+from onnxsmith.errors import ModelSaveError
 from onnxsmith.quantize.latency import measure_latency
 from onnxsmith.quantize.search import SearchResult
 from onnxsmith.runtime.timer import Timer
@@ -67,6 +71,21 @@ def frontier_rows(points: Sequence[FrontierPoint]) -> list[str]:
             f"{p.ratio[0]:.2f}x ({p.ratio[1]:.2f}-{p.ratio[2]:.2f}) |"
         )
     return rows
+
+
+def write_refused_frontier(
+    folder: Path, points: Sequence[FrontierPoint], source: str, refusal: str
+) -> None:
+    """`frontier.md` (the refusal, then the table) and `frontier.svg` for a run that wrote no
+    model."""
+    title = f"{Path(source).name}: every configuration the search tried"
+    lines = [f"# {title}", "", f"Nothing written: {refusal}.", "", *frontier_rows(points)]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "frontier.md").write_text("\n".join(lines) + "\n")
+        (folder / "frontier.svg").write_text(frontier_svg(points, title))
+    except OSError as e:
+        raise ModelSaveError(f"quantize: cannot write the frontier to {folder} ({e})") from e
 
 
 def frontier_svg(points: Sequence[FrontierPoint], title: str) -> str:
