@@ -111,15 +111,18 @@ def prune_and_train(
     module = to_torch(model, feed, output.parent)
     example = tuple(torch.from_numpy(a) for a in feed.values())
     before, _ = tp.utils.count_ops_and_params(module, example)
-    pruner = tp.pruner.MagnitudePruner(
-        module,
-        example,
-        importance=tp.importance.MagnitudeImportance(p=1),
-        pruning_ratio=sparsity,
-        ignored_layers=last_layers(module),
-        round_to=simd_block()[0],
-    )
-    pruner.step()
+    try:
+        pruner = tp.pruner.MagnitudePruner(
+            module,
+            example,
+            importance=tp.importance.MagnitudeImportance(p=1),
+            pruning_ratio=sparsity,
+            ignored_layers=last_layers(module),
+            round_to=simd_block()[0],
+        )
+        pruner.step()
+    except Exception as error:  # any failure of the peer is its result
+        raise PeerFailed(f"Torch-Pruning: {type(error).__name__}: {error}") from None
     after, _ = tp.utils.count_ops_and_params(module, example)
     config = DistillConfig(loss=loss, batch_size=batch_size, time_budget=seconds)
     report = distill([model], module, data, output, config=config, latency_runs=0)
