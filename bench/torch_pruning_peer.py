@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from onnxsmith.exporter.distill import distill
-from onnxsmith.exporter.training import DistillConfig
+from onnxsmith.exporter.training import TRAINED_LR, DistillConfig
 from onnxsmith.runtime.cpu import simd_block
 from onnxsmith.runtime.session import create_session
 
@@ -124,7 +124,8 @@ def prune_and_train(
     except Exception as error:  # any failure of the peer is its result
         raise PeerFailed(f"Torch-Pruning: {type(error).__name__}: {error}") from None
     after, _ = tp.utils.count_ops_and_params(module, example)
-    config = DistillConfig(loss=loss, batch_size=batch_size, time_budget=seconds)
+    # the rate `--recover` gives a student that starts trained
+    config = DistillConfig(loss=loss, batch_size=batch_size, time_budget=seconds, lr=TRAINED_LR)
     report = distill([model], module, data, output, config=config, latency_runs=0)
     load_model(output)  # written and loadable
     return {

@@ -180,6 +180,7 @@ def distill(
             config,
             checkpoint=work / "best.pt",
             watch_loss=eval_data is None,
+            trained=onnx_student is not None,
             augment=MixedTargets(ensemble, kind, config.temperature, config.seed)
             if config.mixup
             else None,

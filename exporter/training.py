@@ -6,10 +6,10 @@
 - No fixed epoch count: training runs until `patience` epochs bring no improvement (the
   learning rate halves after each third of that), up to `--epochs` or `MAX_EPOCHS`, or until
   the time budget is spent. The report says which ended it.
-- Without `--lr`, a short learning-rate range test (Smith, 2017: the loss over a few dozen
-  steps at exponentially growing rates) picks a tenth of the rate with the lowest loss, at
-  least Adam's default 1e-3 (`LR_LIMITS`), so a small student from scratch gets the higher
-  rate it can take and a trained one is not starved.
+- Without `--lr`, a student from scratch gets its rate from a short learning-rate range test
+  (Smith, 2017: the loss over a few dozen steps at exponentially growing rates; a tenth of the
+  rate with the lowest loss), so a 2 k-parameter MLP and a larger CNN each get a rate that
+  fits; a student that starts trained gets Adam's default 1e-3 (`TRAINED_LR`).
 - Seeded and deterministic on CPU (a time budget can end it at a different step, of course).
 """
 
@@ -36,11 +36,12 @@ LOSSES = ("kl", "mse", "cosine", "bce", "kl-probs")
 PROBABILITY_EPS = 1e-6  # keeps log(p) finite for outputs that are exactly 0 or 1
 MAX_EPOCHS = 1000
 LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
-# What the range test may pick: from Adam's default rate up. It may raise the rate (a student
-# from scratch: digits, 0.03) but not lower it: from trained weights the sweep's loss is batch
-# noise over a flat curve, and its pick starved recovery (PP-OCR cls, 3,000 lines, 300 s:
-# top-1 agreement 0.8825 at its 1e-4, 0.935 at 3e-4, 0.96 at 1e-3).
-LR_LIMITS = (1e-3, 3e-2)
+LR_LIMITS = (1e-4, 3e-2)  # what the range test may pick: Adam's sane interval
+# A student that starts from trained weights (an ONNX student, `prune --recover`) trains at
+# Adam's default rate, with no range test: from trained weights the sweep's loss is batch noise
+# over a flat curve, and its pick starved recovery (PP-OCR cls, 3,000 lines, 300 s: top-1
+# agreement 0.8825 at its 1e-4, 0.935 at 3e-4, 0.96 at 1e-3).
+TRAINED_LR = 1e-3
 LR_RANGE_STEPS = 60
 LR_RANGE_SHARE = 0.2  # of the time budget, at most, for the range test
 MIN_IMPROVEMENT = 1e-3  # relative; smaller changes of the watched metric are noise
@@ -196,6 +197,7 @@ def train_student(
     *,
     checkpoint: Path,
     watch_loss: bool = False,
+    trained: bool = False,
     augment: Augment | None = None,
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
@@ -205,6 +207,7 @@ def train_student(
     Args:
         watch_loss: stop on the distillation loss of `evaluation` (a held-out part of the
             training data) instead of its accuracy / agreement / cosine.
+        trained: the student starts from trained weights (no range test: `TRAINED_LR`).
         augment: replaces each training batch and its targets (not in the range test, nor
             in what early stopping watches).
     """
@@ -222,6 +225,8 @@ def train_student(
         _check_output(student, train, input_names)
         if config.lr is not None:
             lr, source = config.lr, "given by --lr"
+        elif trained:
+            lr, source = TRAINED_LR, "Adam's default, for a student that starts trained"
         else:
             share = None if config.time_budget is None else config.time_budget * LR_RANGE_SHARE
             lr = find_lr(student, train, input_names, config, seconds=share)

@@ -22,6 +22,7 @@ from onnxsmith.exporter.onnx_module import (  # noqa: E402
     write_back,
 )
 from onnxsmith.exporter.recover import RecoverSettings, recover_pruned  # noqa: E402
+from onnxsmith.exporter.training import TRAINED_LR  # noqa: E402
 from onnxsmith.runtime.session import create_session, run  # noqa: E402
 
 from onnxsmith.errors import ExportError  # noqa: E402
@@ -191,6 +192,7 @@ def test_recover_brings_the_pruned_model_back_towards_the_original(tmp_path):
     )
     assert report.recovery is not None
     assert report.recovery.training["stop_reason"] == "reached --epochs 10"
+    assert report.recovery.training["lr"] == TRAINED_LR  # a trained student: no range test
     assert report.agreement.cosine > report.recovery.before.cosine
     # Fidelity on digits it did not train on, in the task's terms: top-1 agreement with the
     # original, of the pruned model before and after recovery.
