@@ -57,13 +57,13 @@ def to_torch(model: Path, feed: dict[str, np.ndarray], work: Path) -> torch.nn.M
     optimized = work / f"{model.stem}.optimized.onnx"
     if onnxsmith(["optimize", str(model), "-o", str(optimized)]) != 0:
         raise SystemExit(f"failed: onnxsmith optimize {model}")
+    reference = create_session(optimized).run(None, feed)[0]
     try:
         module = convert(onnx.load(str(optimized))).eval()
-    except Exception as error:
+        with torch.no_grad():
+            got = module(*(torch.from_numpy(a) for a in feed.values()))
+    except Exception as error:  # any failure of the peer is its result
         raise PeerFailed(f"onnx2torch: {type(error).__name__}: {error}") from None
-    reference = create_session(optimized).run(None, feed)[0]
-    with torch.no_grad():
-        got = module(*(torch.from_numpy(a) for a in feed.values()))
     got = (got[0] if isinstance(got, list | tuple) else got).numpy()
     error = np.abs(got - reference).max() / max(np.abs(reference).max(), 1e-12)
     if error > PARITY_ATOL:
