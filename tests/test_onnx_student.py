@@ -273,3 +273,52 @@ def test_recovery_loss_follows_the_outputs(tmp_path):
     logits.graph.output[0].name = "logits"
     onnx.save(logits, tmp_path / "logits.onnx")
     assert recovery_loss(load_model(tmp_path / "logits.onnx"), data) == "mse"
+
+
+def yolo_head(path):
+    """x (N, 1, 8, 8) in [-1, 1] → a YOLOv8-shaped head [N, 4 + 2 classes, 64 anchors]: four
+    "box" rows of pixels (50·(x + 1)) and two score rows in [0, 1] ((x + 1) / 2)."""
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+        helper.make_node("Add", ["flat", "one"], ["shifted"]),
+        helper.make_node("Mul", ["shifted", "fifty"], ["pixels"]),
+        helper.make_node("Mul", ["shifted", "half"], ["scores"]),
+        helper.make_node("Concat", ["pixels"] * 4 + ["scores"] * 2, ["head"], axis=1),
+    ]
+    constants = [
+        numpy_helper.from_array(np.array([-1, 1, 64], np.int64), "shape"),
+        *(numpy_helper.from_array(np.float32(v), n) for n, v in
+          (("one", 1.0), ("fifty", 50.0), ("half", 0.5))),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "yolo", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 1, 8, 8])],
+        [helper.make_tensor_value_info("head", TensorProto.FLOAT, ["n", 6, 64])], constants,
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_a_yolo_head_is_recovered_by_its_decisions(tmp_path):
+    """A YOLO-shaped output gets the `yolo` loss; a box error costs by the teacher's confidence
+    in that anchor (a background anchor's box is thrown away by the decoder)."""
+    from onnxsmith.exporter.detection_loss import yolo_loss
+    from onnxsmith.exporter.recover import recovery_loss
+
+    data = write_data(tmp_path / "data", digits(32))
+    assert recovery_loss(load_model(yolo_head(tmp_path / "yolo.onnx")), data) == "yolo"
+    rng = np.random.default_rng(0)
+    target = np.zeros((2, 6, 64), np.float32)
+    target[:, :4] = rng.uniform(20, 200, (2, 4, 64))
+    target[:, 4:] = rng.uniform(0, 0.05, (2, 2, 64))  # background everywhere
+    target[0, 4, 7] = 0.95  # one confident anchor
+    teacher = torch.from_numpy(target)
+
+    def with_box_error(anchor: int) -> torch.Tensor:
+        moved = target.copy()
+        moved[0, :4, anchor] += 30.0
+        return torch.from_numpy(moved)
+
+    exact = float(yolo_loss(teacher, teacher))
+    on_the_box, on_background = (float(yolo_loss(with_box_error(a), teacher)) for a in (7, 8))
+    assert exact < on_background < on_the_box
+    assert on_the_box - exact > 10 * (on_background - exact)
