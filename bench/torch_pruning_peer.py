@@ -121,9 +121,9 @@ def prune_and_train(
             round_to=simd_block()[0],
         )
         pruner.step()
+        after, _ = tp.utils.count_ops_and_params(module, example)  # runs the pruned module
     except Exception as error:  # any failure of the peer is its result
         raise PeerFailed(f"Torch-Pruning: {type(error).__name__}: {error}") from None
-    after, _ = tp.utils.count_ops_and_params(module, example)
     # the rate `--recover` gives a student that starts trained
     config = DistillConfig(loss=loss, batch_size=batch_size, time_budget=seconds, lr=TRAINED_LR)
     report = distill([model], module, data, output, config=config, latency_runs=0)
