@@ -6,12 +6,10 @@ the student (converted to torch from its own weights), the original is the teach
 loss compares their outputs on the given inputs: no labels, no source. The trained weights go
 back into the pruned graph, so its latency is unchanged.
 
-The loss follows the outputs. A YOLO-family head (by the detection metric's rule): its
-decisions (`detection_loss.py`: scores by BCE, boxes weighted by the original's confidence).
-Where every output lies in [0, 1] (a Softmax classifier, a Sigmoid text or segmentation map):
-the binary cross-entropy against the original's probabilities, whose gradient does not vanish
-on a confidently wrong output as the squared error's does. Anything else (logits, embeddings):
-the mean squared difference. (Hinton's
+The loss follows the outputs. Where every output lies in [0, 1] (a Softmax classifier, a
+Sigmoid text or segmentation map): the binary cross-entropy against the original's
+probabilities, whose gradient does not vanish on a confidently wrong output as the squared
+error's does. Anything else (logits, boxes, embeddings): the mean squared difference. (Hinton's
 softened KL on the logs of a Softmax output, `kl-probs`, measured no better on PP-OCR's
 direction classifier: 0.8325 against BCE's 0.8375 top-1 agreement, bench/RESULTS.md.)
 """
@@ -29,7 +27,6 @@ import onnx_ir as ir
 from onnxsmith.exporter.distill import distill
 from onnxsmith.exporter.training import DistillConfig, EpochStats
 from onnxsmith.runtime.data import DataDir
-from onnxsmith.runtime.fidelity.detection import yolo_layout
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.io import load_model, save_model
@@ -53,8 +50,6 @@ def recovery_loss(original: ir.Model, data: Path) -> str:
     first = next(iter(DataDir(data, input_specs(original), step="prune --recover-data")))
     outputs = create_session(original).run(None, first)
     floats = [np.asarray(o) for o in outputs if np.asarray(o).dtype.kind == "f"]
-    if floats and yolo_layout(floats[0]) is not None:
-        return "yolo"
     bounded = floats and all(o.size and o.min() >= 0 and o.max() <= 1 for o in floats)
     return "bce" if bounded else "mse"
 

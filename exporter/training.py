@@ -27,13 +27,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from onnxsmith.exporter.detection_loss import yolo_loss
 from onnxsmith.exporter.teacher_outputs import TeacherOutputs
 from torch.utils import _pytree as pytree
 
 from onnxsmith.errors import DataError, UsageError, name_list
 
-LOSSES = ("kl", "mse", "cosine", "bce", "kl-probs", "yolo")
+LOSSES = ("kl", "mse", "cosine", "bce", "kl-probs")
 PROBABILITY_EPS = 1e-6  # keeps log(p) finite for outputs that are exactly 0 or 1
 MAX_EPOCHS = 1000
 LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
@@ -411,12 +410,10 @@ def distillation_loss(
     config: DistillConfig,
 ) -> torch.Tensor:
     """Hinton KD (KL(targets ‖ softmax(pred/T)) · T²) mixed with CE by `alpha`; or MSE, cosine,
-    BCE between outputs that already are probabilities (Sigmoid maps) and targets, Hinton KD
-    on the logs of Softmax outputs (`kl-probs`), or a YOLO head's decisions (`yolo`)."""
+    BCE between outputs that already are probabilities (Sigmoid maps) and targets, or Hinton KD
+    on the logs of Softmax outputs (`kl-probs`)."""
     if config.loss == "mse":
         return F.mse_loss(prediction, targets)
-    if config.loss == "yolo":
-        return yolo_loss(prediction, targets)
     if config.loss == "bce":
         # log-scale gradients where MSE on a probability saturates (a confidently wrong class)
         bounded = prediction.clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS)
