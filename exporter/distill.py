@@ -22,7 +22,6 @@ import numpy as np
 import onnx_ir as ir
 import torch
 from onnxsmith.exporter.export import ExportReport, export_model
-from onnxsmith.exporter.function_matching import MixedTargets
 from onnxsmith.exporter.onnx_module import OnnxModule, check_conversion, write_back
 from onnxsmith.exporter.parity import Case, check_parity
 from onnxsmith.exporter.targets import load_target
@@ -156,8 +155,6 @@ def distill(
         raise UsageError("distill: --labels needs --loss kl (hard labels are class ids)")
     if eval_labels is not None and eval_data is None:
         raise UsageError("distill: --eval-labels needs --eval DIR")
-    if config.mixup and labels is not None:
-        raise UsageError("distill: --mixup needs no --labels (a mixed input has no class)")
     output = Path(output)
     work = Path(work_dir) if work_dir is not None else output.with_suffix(".distill")
     ensemble = load_teachers(teachers, weights=weights, output=teacher_output)
@@ -181,9 +178,6 @@ def distill(
             checkpoint=work / "best.pt",
             watch_loss=eval_data is None,
             trained=onnx_student is not None,
-            augment=MixedTargets(ensemble, kind, config.temperature, config.seed)
-            if config.mixup
-            else None,
             on_step=on_step,
             on_epoch=on_epoch,
         )

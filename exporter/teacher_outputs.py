@@ -210,7 +210,7 @@ def _compute(
         _check_batch(outputs, count, teachers, step)
         for name, array in feed.items():
             inputs[name][start : start + count] = array
-        targets[start : start + count] = combine(outputs, teachers.weights, kind, temperature)
+        targets[start : start + count] = _combine(outputs, teachers.weights, kind, temperature)
         if kind == "probabilities":
             predictions[start : start + count] = np.stack([o.argmax(-1) for o in outputs], -1)
         start += count
@@ -314,7 +314,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def combine(
+def _combine(
     outputs: list[np.ndarray], weights: Sequence[float], kind: str, temperature: float
 ) -> np.ndarray:
     """The weighted mean of the teachers' outputs (softened probabilities or raw), float32."""

@@ -66,7 +66,6 @@ class DistillConfig:
     patience: int = 10  # epochs without a better held-out metric before stopping
     holdout: float = 0.1  # share of the training samples held out when there is no eval set
     time_budget: float | None = None  # seconds of training, range test included
-    mixup: bool = False  # teachers label mixed inputs while training (function_matching.py)
 
     def validate(self) -> None:
         """Raises UsageError naming the first setting out of range."""
@@ -162,8 +161,6 @@ class Training:
 
 
 StepCallback = Callable[[int, int, int, float], None]  # epoch, step, steps, loss
-# a batch's inputs and input names → augmented inputs and the teachers' targets for them
-Augment = Callable[[Sequence[torch.Tensor], Sequence[str]], tuple[list[torch.Tensor], torch.Tensor]]
 EpochCallback = Callable[[EpochStats], None]
 
 
@@ -198,7 +195,6 @@ def train_student(
     checkpoint: Path,
     watch_loss: bool = False,
     trained: bool = False,
-    augment: Augment | None = None,
     on_step: StepCallback | None = None,
     on_epoch: EpochCallback | None = None,
 ) -> Training:
@@ -208,8 +204,6 @@ def train_student(
         watch_loss: stop on the distillation loss of `evaluation` (a held-out part of the
             training data) instead of its accuracy / agreement / cosine.
         trained: the student starts from trained weights (no range test: `TRAINED_LR`).
-        augment: replaces each training batch and its targets (not in the range test, nor
-            in what early stopping watches).
     """
     parameters = [p for p in student.parameters() if p.requires_grad]
     if not parameters:
@@ -246,7 +240,7 @@ def train_student(
             losses = []
             for step in range(steps):
                 index = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
-                loss = _step(student, optimizer, train, input_names, index, config, augment)
+                loss = _step(student, optimizer, train, input_names, index, config)
                 losses.append(loss)
                 if on_step is not None:
                     on_step(epoch, step + 1, steps, loss)
@@ -298,11 +292,8 @@ def _step(
     input_names: Sequence[str],
     index: np.ndarray,
     config: DistillConfig,
-    augment: Augment | None = None,
 ) -> float:
     inputs, targets, hard = batch(split, input_names, index)
-    if augment is not None:
-        inputs, targets = augment(inputs, input_names)
     loss = distillation_loss(first_tensor(student(*inputs)), targets, hard, config)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -18,14 +18,12 @@ import torch_models as zoo  # noqa: E402
 from distill_data import CLASSES, FEATURES, make_task  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnxsmith.exporter.distill import _split, distill  # noqa: E402
-from onnxsmith.exporter.function_matching import MixedTargets, mix  # noqa: E402
 from onnxsmith.exporter.teacher_outputs import load_teachers  # noqa: E402
 from onnxsmith.exporter.training import (  # noqa: E402
     DistillConfig,
     hold_out,
     train_student,
 )
-from onnxsmith.runtime.session import create_session  # noqa: E402
 
 from onnxsmith.io import load_model  # noqa: E402
 
@@ -170,7 +168,6 @@ def test_cosine_loss_for_embedding_teachers(tmp_path):
         (["--labels", "{wrong_labels}"], 1, "labels"),
         (["--loss", "mse", "--labels", "{labels}"], 2, "--labels needs --loss kl"),
         (["--eval-labels", "{labels}"], 2, "--eval-labels needs --eval"),
-        (["--mixup", "--labels", "{labels}"], 2, "--mixup needs no --labels"),
         (["--weights", "1,x"], 2, "--weights"),
         (["--alpha", "2"], 2, "--alpha"),
         (["--student", f"{Path(zoo.__file__)}:build_mlp_five_classes"], 1, "returns shape"),
@@ -217,60 +214,3 @@ def test_free_axes_named_question_mark_stay_free_in_the_student(tmp_path):
     )  # fmt: skip
     batch, steps, _ = (str(d) for d in load_model(out).graph.inputs[0].shape)
     assert batch != steps and "?" not in (batch, steps)
-
-
-def test_mixup_teachers_label_the_mixed_inputs(tmp_path):
-    teachers, _, _ = make_task(tmp_path, teachers=2)
-    ensemble = load_teachers(teachers)
-    rng = np.random.default_rng(1)
-    x = torch.from_numpy(rng.normal(0, 1, (32, FEATURES)).astype(np.float32))
-    (mixed,), targets = MixedTargets(ensemble, "raw", 1.0, seed=0)([x], ["x"])
-    (again,), _ = MixedTargets(ensemble, "raw", 1.0, seed=0)([x], ["x"])
-    assert torch.equal(mixed, again)  # seeded
-    assert not torch.allclose(mixed, x)
-    # every mixed row lies on the segment from its row to another row of the batch
-    pairs = [
-        min(range(32), key=lambda j, i=i: segment_distance(mixed[i], x[i], x[j])) for i in range(32)
-    ]
-    assert max(segment_distance(mixed[i], x[i], x[j]) for i, j in enumerate(pairs)) < 1e-5
-    # the targets are the ensemble's mean output on the mixed inputs, as ORT computes it
-    outputs = [create_session(t).run(None, {"x": mixed.numpy()})[0] for t in teachers]
-    np.testing.assert_allclose(targets.numpy(), np.mean(outputs, 0), rtol=1e-5, atol=1e-5)
-
-
-def segment_distance(point, start, end) -> float:
-    """Distance of `point` from the segment start–end."""
-    direction = end - start
-    t = float((point - start) @ direction / max(float(direction @ direction), 1e-12))
-    return float(torch.linalg.norm(point - (start + min(max(t, 0.0), 1.0) * direction)))
-
-
-def test_mixup_integer_inputs_are_left_alone():
-    ids = torch.arange(12).reshape(4, 3)
-    assert torch.equal(mix(ids, np.full(4, 0.5, np.float32), np.array([1, 0, 3, 2])), ids)
-
-
-def test_mixup_generalizes_better_from_few_real_samples(tmp_path):
-    # a digits CNN taught from 100 unlabeled real digits: with mixed inputs the student
-    # agrees with its teacher on 497 digits it never saw more often (measured 0.873 → 0.889;
-    # from 200 digits 0.928 → 0.940)
-    from onnxsmith.exporter.digits import train_and_export_teachers
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[:, None]
-    labels = digits.target.astype(np.int64)
-    teachers = train_and_export_teachers(images[:1000], labels[:1000], tmp_path, count=1, epochs=4)
-    for name, rows in (("train", slice(1000, 1100)), ("eval", slice(1300, None))):
-        (tmp_path / name).mkdir()
-        np.savez(tmp_path / name / "0.npz", image=images[rows])
-    agreement = {}
-    for mixup in (False, True):
-        config = DistillConfig(epochs=60, lr=0.01, batch_size=32, patience=60, mixup=mixup)
-        report = distill(
-            teachers, "onnxsmith.exporter.digits:student", tmp_path / "train",
-            tmp_path / f"student{mixup}.onnx", eval_data=tmp_path / "eval", config=config,
-            latency_runs=0,
-        )  # fmt: skip
-        agreement[mixup] = report.rows[-1].agreement
-    assert agreement[True] > agreement[False] + 0.005

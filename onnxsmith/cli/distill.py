@@ -77,11 +77,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="kl",
         help="kl for class logits",
     )
-    parser.add_argument(
-        "--mixup",
-        action="store_true",
-        help="the teachers label mixed inputs each step (function matching; without --labels)",
-    )
     parser.add_argument("--seed", type=int, default=0, help="seed of init, shuffling, dropout")
     parser.add_argument("--weights", help="comma-separated teacher weights (default equal)")
     parser.add_argument("--teacher-output", help="teacher output to learn (default: first)")
@@ -112,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         holdout=args.holdout,
         time_budget=args.time_budget,
-        mixup=args.mixup,
     )
     columns = (
         TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
