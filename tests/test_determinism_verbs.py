@@ -84,16 +84,22 @@ def _outputs(folder: Path) -> dict[str, bytes]:
 
 
 def _run_twice(tmp_path: Path, verbs: list[list[str]]) -> list[dict[str, bytes]]:
-    """Runs `verbs` ({out} in an argument is the run's folder) in two fresh interpreters."""
-    runs = []
+    """Runs `verbs` ({out} in an argument is the run's folder) in two fresh interpreters, at
+    the same time (each writes its own folder)."""
+    started = []
     for seed in (1, 2):
         out = tmp_path / f"run{seed}"
         out.mkdir()
         env = {**os.environ, "PYTHONHASHSEED": str(seed)}
         argvs = [[a.replace("{out}", str(out)) for a in argv] for argv in verbs]
         argv = [sys.executable, "-P", "-c", RUN_VERBS, json.dumps(argvs)]
-        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
-        assert done.returncode == 0, done.stderr[-2000:]
+        log = tmp_path / f"run{seed}.stderr"  # a file: a full pipe would stall the other run
+        with log.open("w") as stderr:
+            process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        started.append((process, out, log))
+    runs = []
+    for process, out, log in started:
+        assert process.wait(timeout=300) == 0, log.read_text()[-2000:]
         runs.append(_outputs(out))
     return runs
 
