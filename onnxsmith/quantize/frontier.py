@@ -73,12 +73,17 @@ def frontier_rows(points: Sequence[FrontierPoint]) -> list[str]:
     return rows
 
 
+def frontier_title(source: str) -> str:
+    """The plot's and the table's title for the model at `source`."""
+    return f"{Path(source).name}: every configuration the search tried"
+
+
 def write_refused_frontier(
     folder: Path, points: Sequence[FrontierPoint], source: str, refusal: str
 ) -> None:
     """`frontier.md` (the refusal, then the table) and `frontier.svg` for a run that wrote no
     model."""
-    title = f"{Path(source).name}: every configuration the search tried"
+    title = frontier_title(source)
     lines = [f"# {title}", "", f"Nothing written: {refusal}.", "", *frontier_rows(points)]
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from onnxsmith.errors import ModelSaveError
 from onnxsmith.passes.quantize import Candidate
 from onnxsmith.passes.quantize.plan import MODES
 from onnxsmith.pipeline import PipelineReport
-from onnxsmith.quantize.frontier import FrontierPoint, frontier_rows, frontier_svg
+from onnxsmith.quantize.frontier import FrontierPoint, frontier_rows, frontier_svg, frontier_title
 from onnxsmith.quantize.latency import Latency
 from onnxsmith.quantize.search import SearchResult, plan_summary
 from onnxsmith.runtime.fidelity import MetricPlan
@@ -199,7 +199,7 @@ class QuantizeReport:
             (folder / "report.json").write_text(json.dumps(self.as_dict(), indent=2) + "\n")
             (folder / "report.md").write_text(self.markdown())
             if self.frontier:
-                title = f"{Path(self.source).name}: every configuration the search tried"
+                title = frontier_title(self.source)
                 (folder / "frontier.svg").write_text(frontier_svg(self.frontier, title))
         except OSError as e:
             raise ModelSaveError(f"quantize: cannot write the report to {folder} ({e})") from e
