@@ -276,13 +276,13 @@ def main() -> None:
         from torch_pruning_peer import PeerFailed
 
         start = time.perf_counter()
-        paths["Torch-Pruning + training"] = out = OUT / f"{args.model}.torch-pruning.onnx"
+        out = OUT / f"{args.model}.torch-pruning.onnx"
         try:
             facts = peer_row(subject, args.sparsity, out)
         except PeerFailed as failure:
             print(f"| Torch-Pruning + training | failed: {failure} | - | - |")
-            del paths["Torch-Pruning + training"]
         else:
+            paths["Torch-Pruning + training"] = out
             rows["Torch-Pruning + training"] = {
                 "command": f"bench/torch_pruning_peer.py {json.dumps(facts)}",
                 "wall_s": round(time.perf_counter() - start, 1),
