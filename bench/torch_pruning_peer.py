@@ -8,7 +8,7 @@ layers in an fx graph, checked against ONNX Runtime before use. Torch-Pruning's
 default; `round_to` the CPU's vector width, as onnxsmith rounds; layers with nothing after
 them — the output convs and the classifier — are left whole, as its examples do). The pruned
 module is trained by the very loop `--recover` uses (`onnxsmith.exporter.distill`: the same
-data, loss, batch size, learning-rate test and time budget) and exported with parity checked,
+data, loss, batch size, learning rate and time budget) and exported with parity checked,
 so the rows differ only in what was pruned and how.
 
 Bench only: `pip install --no-deps onnx2torch torch-pruning` into the venv (with their
@@ -31,7 +31,6 @@ from onnxsmith.runtime.cpu import simd_block
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.cli.main import main as onnxsmith
-from onnxsmith.io import load_model
 
 PARITY_ATOL = 1e-3  # onnx2torch vs ONNX Runtime, relative to the output's scale
 
@@ -127,7 +126,6 @@ def prune_and_train(
     # the rate `--recover` gives a student that starts trained
     config = DistillConfig(loss=loss, batch_size=batch_size, time_budget=seconds, lr=TRAINED_LR)
     report = distill([model], module, data, output, config=config, latency_runs=0)
-    load_model(output)  # written and loadable
     return {
         "macs_kept": round(after / before, 3),
         "epochs": len(report.training.history),
