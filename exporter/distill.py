@@ -57,7 +57,7 @@ from onnxsmith.summary import summarize
 __all__ = ["DistillConfig", "DistillReport", "EpochStats", "ModelRow", "distill"]
 Student = torch.nn.Module | Callable[[], torch.nn.Module] | str | os.PathLike[str]
 PARITY_FEEDS = 8  # training samples the written student is checked on
-WRITE_BACK_TOLERANCE = 1e-2  # of each output's largest value (see _write_back)
+WRITE_BACK_TOLERANCE = 5e-2  # of each output's largest value (see _write_back)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,7 +295,8 @@ def _write_back(
             cases.append(Case(f"training sample {i}", inputs, expected))
     # A wrong write-back (a weight in the wrong place) moves the outputs by their own scale;
     # float32 summation order in a deep CNN moved a trained 320×448 text map (PP-OCRv4 det) by
-    # up to 0.3 % of it. The conversion itself was checked at 1e-3 before training.
+    # up to 0.3 % of it, and 2.25 % after another training run (a pixel on the Sigmoid's steep
+    # part). The conversion itself was checked at 1e-3 before training.
     peaks = [float(np.max(np.abs(e))) for case in cases for e in case.expected or () if e.size]
     tolerance = WRITE_BACK_TOLERANCE * max(peaks, default=1.0)
     parity = check_parity(

@@ -27,6 +27,7 @@ import onnx_ir as ir
 from onnxsmith.exporter.distill import distill
 from onnxsmith.exporter.training import DistillConfig, EpochStats
 from onnxsmith.runtime.data import DataDir
+from onnxsmith.runtime.fidelity.dense import probabilities
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.io import load_model, save_model
@@ -50,8 +51,7 @@ def recovery_loss(original: ir.Model, data: Path) -> str:
     first = next(iter(DataDir(data, input_specs(original), step="prune --recover-data")))
     outputs = create_session(original).run(None, first)
     floats = [np.asarray(o) for o in outputs if np.asarray(o).dtype.kind == "f"]
-    bounded = floats and all(o.size and o.min() >= 0 and o.max() <= 1 for o in floats)
-    return "bce" if bounded else "mse"
+    return "bce" if floats and all(probabilities([o]) for o in floats) else "mse"
 
 
 BATCH_ELEMENTS = 1 << 21  # input floats per training batch: 64 text lines, 4 document pages

@@ -56,6 +56,10 @@ def test_mask_iou_thresholds_probabilities_at_half_and_logits_at_zero():
     assert METRICS["mask_iou"](*logits).value == pytest.approx(1 / 3)
     empty = [np.zeros((1, 1, 4, 4))]
     assert METRICS["mask_iou"](empty, empty).value == 1.0
+    # A Sigmoid rounds to 1.0000001 in float32 (PP-OCRv4 det): still probabilities.
+    rounded = reference.copy()
+    rounded[0, 0, 0, 0] = np.float32(1.0000001)
+    assert METRICS["mask_iou"]([rounded], [output]).details["threshold"] == 0.5
 
 
 def test_mask_iou_of_class_maps_averages_marked_classes():

@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 
 import numpy as np
+from onnxsmith.runtime.fidelity.dense import probabilities
 from onnxsmith.runtime.fidelity.detection import yolo_layout
 
 _EMBEDDING_NAME = re.compile(r"emb|pool|hidden|feature|sentence|vector")
@@ -102,8 +103,7 @@ def _is_map(first: np.ndarray) -> bool:
         _, channels, height, width = first.shape
         return channels <= _MAX_MAP_CHANNELS and min(height, width) >= _MIN_MAP_SIDE
     if first.ndim == 3:
-        probabilities = first.size > 0 and first.min() >= 0.0 and first.max() <= 1.0
-        return probabilities and min(first.shape[1:]) >= _MIN_MAP_SIDE
+        return probabilities([first]) and min(first.shape[1:]) >= _MIN_MAP_SIDE
     return False
 
 

@@ -1,7 +1,8 @@
 """Dense maps (segmentation, text masks): IoU of what the reference and the candidate mark.
 
 A one-channel map ([N, 1, H, W] or [N, H, W]) is thresholded: at 0.5 when the reference's
-values all lie in [0, 1] (probabilities), else at 0 (logits). A multi-class map [N, C, H, W]
+values all lie in [0, 1] (probabilities; float32 rounding is allowed for: a Sigmoid map of
+PP-OCRv4 det reached 1.0000001), else at 0 (logits). A multi-class map [N, C, H, W]
 takes the argmax over C per pixel and averages the IoU over the classes either model marks.
 IoU is pooled over the whole eval set; two empty masks agree perfectly.
 """
@@ -13,12 +14,20 @@ from collections.abc import Sequence
 import numpy as np
 from onnxsmith.runtime.fidelity.signal import Measured, pairs
 
+ROUNDING = 1e-5  # float32 rounding around a probability's bounds (a few ulps of 1.0)
+
+
+def probabilities(arrays: Sequence[np.ndarray]) -> bool:
+    """Whether every value of the (non-empty) `arrays` lies in [0, 1], up to float rounding."""
+    filled = [a for a in arrays if np.size(a)]
+    low = min((float(np.min(a)) for a in filled), default=0.0)
+    high = max((float(np.max(a)) for a in filled), default=0.0)
+    return bool(filled) and low >= -ROUNDING and high <= 1.0 + ROUNDING
+
 
 def mask_threshold(reference: Sequence[np.ndarray]) -> float:
     """0.5 for probability maps, 0.0 for logits (see the module docstring)."""
-    low = min(float(np.min(r)) for r in reference if np.size(r))
-    high = max(float(np.max(r)) for r in reference if np.size(r))
-    return 0.5 if low >= 0.0 and high <= 1.0 else 0.0
+    return 0.5 if probabilities(reference) else 0.0
 
 
 def mask_iou(reference: Sequence[np.ndarray], outputs: Sequence[np.ndarray]) -> Measured:
