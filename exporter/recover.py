@@ -33,6 +33,7 @@ from onnxsmith.runtime.session import create_session
 from onnxsmith.io import load_model, save_model
 from onnxsmith.signature import input_specs
 
+MIN_MAP_SIDE = 8  # a one-channel output this large is a dense map (text or segmentation mask)
 DEFAULT_TIME_BUDGET = 300.0  # seconds of training: `--recover` stays under 10 minutes
 
 
@@ -51,7 +52,15 @@ def recovery_loss(original: ir.Model, data: Path) -> str:
     first = next(iter(DataDir(data, input_specs(original), step="prune --recover-data")))
     outputs = create_session(original).run(None, first)
     floats = [np.asarray(o) for o in outputs if np.asarray(o).dtype.kind == "f"]
-    return "bce" if floats and all(probabilities([o]) for o in floats) else "mse"
+    if not floats or not all(probabilities([o]) for o in floats):
+        return "mse"
+    return "bce-dice" if _one_channel_map(floats[0]) else "bce"
+
+
+def _one_channel_map(output: np.ndarray) -> bool:
+    """[N, 1, H, W] or [N, H, W] with both sides at least `MIN_MAP_SIDE`."""
+    spatial = output.shape[2:] if output.ndim == 4 and output.shape[1] == 1 else output.shape[1:]
+    return output.ndim in (3, 4) and len(spatial) == 2 and min(spatial) >= MIN_MAP_SIDE
 
 
 BATCH_ELEMENTS = 1 << 21  # input floats per training batch: 64 text lines, 4 document pages

@@ -32,7 +32,7 @@ from torch.utils import _pytree as pytree
 
 from onnxsmith.errors import DataError, UsageError, name_list
 
-LOSSES = ("kl", "mse", "cosine", "bce", "kl-probs")
+LOSSES = ("kl", "mse", "cosine", "bce", "bce-dice", "kl-probs")
 PROBABILITY_EPS = 1e-6  # keeps log(p) finite for outputs that are exactly 0 or 1
 MAX_EPOCHS = 1000
 LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
@@ -405,10 +405,11 @@ def distillation_loss(
     on the logs of Softmax outputs (`kl-probs`)."""
     if config.loss == "mse":
         return F.mse_loss(prediction, targets)
-    if config.loss == "bce":
+    if config.loss in ("bce", "bce-dice"):
         # log-scale gradients where MSE on a probability saturates (a confidently wrong class)
         bounded = prediction.clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS)
-        return F.binary_cross_entropy(bounded, targets.clamp(0, 1))
+        bce = F.binary_cross_entropy(bounded, targets.clamp(0, 1))
+        return bce if config.loss == "bce" else bce + soft_dice_loss(prediction, targets)
     if config.loss == "kl-probs":
         # Softmax outputs: their logs are logits up to a constant, so Hinton's softened KL applies
         prediction = torch.log(prediction.clamp_min(PROBABILITY_EPS))
@@ -425,6 +426,15 @@ def distillation_loss(
         return kd
     ce = F.cross_entropy(prediction.reshape(-1, classes), labels.reshape(-1))
     return config.alpha * kd + (1 - config.alpha) * ce
+
+
+def soft_dice_loss(prediction: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 − the soft Dice overlap of two probability maps, per sample, averaged: what the
+    thresholded mask's IoU rewards, with the rare marked pixels weighing as much as the
+    background (DBNet trains its binary map with the same term)."""
+    p, t = prediction.flatten(1), targets.clamp(0, 1).flatten(1)
+    overlap = 2 * (p * t).sum(1) + 1.0
+    return (1 - overlap / (p.sum(1) + t.sum(1) + 1.0)).mean()
 
 
 def predictions(

@@ -273,3 +273,32 @@ def test_recovery_loss_follows_the_outputs(tmp_path):
     logits.graph.output[0].name = "logits"
     onnx.save(logits, tmp_path / "logits.onnx")
     assert recovery_loss(load_model(tmp_path / "logits.onnx"), data) == "mse"
+
+
+def test_a_probability_map_is_recovered_with_bce_and_dice(tmp_path):
+    """A one-channel Sigmoid map (a text or segmentation mask) adds the soft Dice term, which
+    weighs the few marked pixels as much as the background, as the mask IoU does."""
+    from onnxsmith.exporter.recover import recovery_loss
+    from onnxsmith.exporter.training import DistillConfig, distillation_loss, soft_dice_loss
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["c"], ["mask"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "map",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [numpy_helper.from_array(np.full((1, 1, 3, 3), 0.5, np.float32), "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]),
+              tmp_path / "map.onnx")  # fmt: skip
+    data = write_data(tmp_path / "data", digits(32))
+    assert recovery_loss(load_model(tmp_path / "map.onnx"), data) == "bce-dice"
+    target = torch.zeros(2, 1, 8, 8)
+    target[:, :, :2, :2] = 1.0  # 4 marked pixels of 64
+    assert float(soft_dice_loss(target, target)) == pytest.approx(0.0, abs=1e-6)
+    shifted = torch.roll(target, 1, dims=-1)  # 2 of 4 marked pixels still overlap
+    assert float(soft_dice_loss(shifted, target)) == pytest.approx(1 - 5 / 9, abs=1e-6)
+    both = distillation_loss(shifted, target, None, DistillConfig(loss="bce-dice"))
+    bce = distillation_loss(shifted, target, None, DistillConfig(loss="bce"))
+    assert float(both - bce) == pytest.approx(1 - 5 / 9, abs=1e-6)

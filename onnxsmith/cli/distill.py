@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     parser.add_argument(
         "--loss",
-        choices=["kl", "mse", "cosine", "bce", "kl-probs"],
+        choices=["kl", "mse", "cosine", "bce", "bce-dice", "kl-probs"],
         default="kl",
         help="kl for class logits",
     )
