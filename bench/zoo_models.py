@@ -115,8 +115,11 @@ def minilm_folder() -> Path:
 
 
 def write_feeds(feeds: list[Feed], folder: Path) -> Path:
-    """Writes one `NNN.npz` per feed (the data-dir format every verb reads)."""
+    """Writes one `NNN.npz` per feed (the data-dir format every verb reads), replacing the
+    folder's earlier feeds (a smaller rerun must not train on a larger run's leftovers)."""
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.npz"):
+        old.unlink()
     for i, feed in enumerate(feeds):
         np.savez(folder / f"{i:03d}.npz", **feed)
     return folder
