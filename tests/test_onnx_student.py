@@ -276,20 +276,22 @@ def test_recovery_loss_follows_the_outputs(tmp_path):
 
 
 def test_a_probability_map_is_recovered_with_bce_and_dice(tmp_path):
-    """A one-channel Sigmoid map (a text or segmentation mask) adds the soft Dice term, which
-    weighs the few marked pixels as much as the background, as the mask IoU does."""
+    """A Sigmoid map judged by mask IoU (a text or segmentation mask) adds the soft Dice term,
+    which weighs the few marked pixels as much as the background, as the mask IoU does."""
     from onnxsmith.exporter.recover import recovery_loss
     from onnxsmith.exporter.training import DistillConfig, distillation_loss, soft_dice_loss
 
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("Sigmoid", ["c"], ["mask"])]  # fmt: skip
+             helper.make_node("Resize", ["c", "", "scales"], ["up"], mode="nearest"),
+             helper.make_node("Sigmoid", ["up"], ["mask"])]  # fmt: skip
     graph = helper.make_graph(
         nodes,
         "map",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
-        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", 1, 8, 8])],
-        [numpy_helper.from_array(np.full((1, 1, 3, 3), 0.5, np.float32), "w")],
-    )
+        [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["batch", 1, 16, 16])],
+        [numpy_helper.from_array(np.full((1, 1, 3, 3), 0.5, np.float32), "w"),
+         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")],
+    )  # fmt: skip
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]),
               tmp_path / "map.onnx")  # fmt: skip
     data = write_data(tmp_path / "data", digits(32))
