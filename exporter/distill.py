@@ -97,6 +97,7 @@ class DistillReport:
             "metric": training.metric,
             "lr": training.lr,
             "lr_source": training.lr_source,
+            "step_mode": training.step_mode,
             "train_seconds": training.seconds,
             "evaluated_on": self.evaluated_on,
             "models": [dataclasses.asdict(r) for r in self.rows],

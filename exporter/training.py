@@ -10,7 +10,9 @@
   (Smith, 2017: the loss over a few dozen steps at exponentially growing rates; a tenth of the
   rate with the lowest loss), so a 2 k-parameter MLP and a larger CNN each get a rate that
   fits; a student that starts trained gets Adam's default 1e-3 (`TRAINED_LR`).
-- Seeded and deterministic on CPU (a time budget can end it at a different step, of course).
+- Seeded and deterministic on CPU. A time budget can end it at a different step, of course,
+  and it also lets the steps run in the mode measured fastest (step_mode.py): bfloat16 or
+  channels-last round differently.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from onnxsmith.exporter.step_mode import StepMode, candidates, fastest
+from onnxsmith.exporter.task_losses import PROBABILITY_EPS, detection_loss, soft_dice_loss
 from onnxsmith.exporter.teacher_outputs import TeacherOutputs
 from torch.utils import _pytree as pytree
 
 from onnxsmith.errors import DataError, UsageError, name_list
 
-LOSSES = ("kl", "mse", "cosine", "bce", "bce-dice", "kl-probs")
-PROBABILITY_EPS = 1e-6  # keeps log(p) finite for outputs that are exactly 0 or 1
+LOSSES = ("kl", "mse", "cosine", "bce", "bce-dice", "kl-probs", "detection")
 MAX_EPOCHS = 1000
 LR_RANGE = (1e-6, 1.0)  # rates swept by the range test
 LR_LIMITS = (1e-4, 3e-2)  # what the range test may pick: Adam's sane interval
@@ -66,6 +69,7 @@ class DistillConfig:
     patience: int = 10  # epochs without a better held-out metric before stopping
     holdout: float = 0.1  # share of the training samples held out when there is no eval set
     time_budget: float | None = None  # seconds of training, range test included
+    bf16: bool | None = None  # bfloat16 autocast of steps; None: measured (step_mode.py)
 
     def validate(self) -> None:
         """Raises UsageError naming the first setting out of range."""
@@ -154,6 +158,7 @@ class Training:
     lr: float
     lr_source: str
     seconds: float
+    step_mode: str  # how steps ran (float32 / bfloat16, layout) and why
 
     @property
     def stopped_early(self) -> bool:
@@ -217,13 +222,14 @@ def train_student(
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     with _deterministic():
         _check_output(student, train, input_names)
+        mode, why = step_mode(student, train, input_names, config)
         if config.lr is not None:
             lr, source = config.lr, "given by --lr"
         elif trained:
             lr, source = TRAINED_LR, "Adam's default, for a student that starts trained"
         else:
             share = None if config.time_budget is None else config.time_budget * LR_RANGE_SHARE
-            lr = find_lr(student, train, input_names, config, seconds=share)
+            lr = find_lr(student, train, input_names, config, mode, seconds=share)
             source = "picked by a learning-rate range test"
         optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
         generator = torch.Generator().manual_seed(config.seed)
@@ -240,7 +246,7 @@ def train_student(
             losses = []
             for step in range(steps):
                 index = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
-                loss = _step(student, optimizer, train, input_names, index, config)
+                loss = _step(student, optimizer, train, input_names, index, config, mode)
                 losses.append(loss)
                 if on_step is not None:
                     on_step(epoch, step + 1, steps, loss)
@@ -282,6 +288,7 @@ def train_student(
         lr=history[0].lr if history else lr,
         lr_source=source,
         seconds=time.perf_counter() - start,
+        step_mode=f"{mode.describe()} ({why})",
     )
 
 
@@ -292,13 +299,45 @@ def _step(
     input_names: Sequence[str],
     index: np.ndarray,
     config: DistillConfig,
+    mode: StepMode,
+) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss = _forward_backward(student, split, input_names, index, config, mode)
+    optimizer.step()
+    return loss
+
+
+def _forward_backward(
+    student: torch.nn.Module,
+    split: Split,
+    input_names: Sequence[str],
+    index: np.ndarray,
+    config: DistillConfig,
+    mode: StepMode,
 ) -> float:
     inputs, targets, hard = batch(split, input_names, index)
-    loss = distillation_loss(first_tensor(student(*inputs)), targets, hard, config)
-    optimizer.zero_grad(set_to_none=True)
+    with mode.autocast():
+        output = first_tensor(student(*mode.layout(inputs)))
+    loss = distillation_loss(output.float(), targets, hard, config)
     loss.backward()
-    optimizer.step()
     return float(loss.item())
+
+
+def step_mode(
+    student: torch.nn.Module, train: Split, input_names: Sequence[str], config: DistillConfig
+) -> tuple[StepMode, str]:
+    """How steps run: without a time budget as configured (float32 unless `bf16`), so a run
+    repeats bit for bit; with one, the fastest mode measured on a few steps (step_mode.py)."""
+    if config.time_budget is None:
+        return StepMode(bf16=bool(config.bf16)), "as configured (no time budget)"
+    index = np.arange(min(config.batch_size, len(train)))
+    images = any(t.ndim == 4 for t in batch(train, input_names, index[:1])[0])
+    student.train()
+    return fastest(
+        candidates(config.bf16, images),
+        lambda mode: _forward_backward(student, train, input_names, index, config, mode),
+        student,
+    )
 
 
 def find_lr(
@@ -306,6 +345,7 @@ def find_lr(
     train: Split,
     input_names: Sequence[str],
     config: DistillConfig,
+    mode: StepMode,
     seconds: float | None = None,
 ) -> float:
     """A tenth of the rate at which the smoothed loss of a short exponential sweep is lowest.
@@ -332,7 +372,7 @@ def find_lr(
         index = np.sort(
             torch.randperm(len(train), generator=generator)[: config.batch_size].numpy()
         )
-        loss = _step(student, optimizer, train, input_names, index, config)
+        loss = _step(student, optimizer, train, input_names, index, config, mode)
         if not math.isfinite(loss):
             break
         average = 0.9 * average + 0.1 * loss
@@ -410,6 +450,8 @@ def distillation_loss(
         bounded = prediction.clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS)
         bce = F.binary_cross_entropy(bounded, targets.clamp(0, 1))
         return bce if config.loss == "bce" else bce + soft_dice_loss(prediction, targets)
+    if config.loss == "detection":
+        return detection_loss(prediction, targets)
     if config.loss == "kl-probs":
         # Softmax outputs: their logs are logits up to a constant, so Hinton's softened KL applies
         prediction = torch.log(prediction.clamp_min(PROBABILITY_EPS))
@@ -426,15 +468,6 @@ def distillation_loss(
         return kd
     ce = F.cross_entropy(prediction.reshape(-1, classes), labels.reshape(-1))
     return config.alpha * kd + (1 - config.alpha) * ce
-
-
-def soft_dice_loss(prediction: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """1 − the soft Dice overlap of two probability maps, per sample, averaged: what the
-    thresholded mask's IoU rewards, with the rare marked pixels weighing as much as the
-    background (DBNet trains its binary map with the same term)."""
-    p, t = prediction.flatten(1), targets.clamp(0, 1).flatten(1)
-    overlap = 2 * (p * t).sum(1) + 1.0
-    return (1 - overlap / (p.sum(1) + t.sum(1) + 1.0)).mean()
 
 
 def predictions(

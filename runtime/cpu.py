@@ -60,6 +60,16 @@ def simd_block(flags: frozenset[str] | None = None, machine: str | None = None) 
     return 8, "no SIMD flags found in /proc/cpuinfo; assumed 8 floats per vector"
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")  # x86 AVX-512 / AMX; Arm's BFMMLA
+
+
+def native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """True when the CPU multiplies bfloat16 in hardware (Zen 4, Cooper Lake and later Xeons,
+    Armv8.6); elsewhere bfloat16 math is emulated and slower than float32."""
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in BF16_FLAGS)
+
+
 @dataclasses.dataclass(frozen=True)
 class CpuFacts:
     """The flags and architecture of the CPU that will run the model (here, or a target node)."""

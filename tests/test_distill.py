@@ -126,6 +126,26 @@ def test_training_runs_until_the_held_out_loss_stops_improving(tmp_path):
     assert len(history) > 6  # well past the few epochs a fixed small default would give
 
 
+def test_bfloat16_steps_train_as_well_as_float32_and_keep_float32_weights(tmp_path):
+    """bfloat16 autocast (the default where the CPU multiplies bfloat16 natively) rounds the
+    forward pass, so its steps differ, but the student learns as well and stays float32."""
+    scores, weights = {}, {}
+    for bf16 in (False, True):
+        config = DistillConfig(epochs=8, lr=0.01, batch_size=32, bf16=bf16)
+        (tmp_path / str(bf16)).mkdir()
+        train, evaluation = _splits(tmp_path / str(bf16), config)
+        torch.manual_seed(0)
+        student = zoo.Mlp()
+        training = train_student(
+            student, train, evaluation, ["x"], config, checkpoint=tmp_path / f"{bf16}.pt"
+        )
+        scores[bf16] = max(e.metric for e in training.history)
+        weights[bf16] = [p.detach().clone() for p in student.parameters()]
+    assert scores[False] > 0.6 and scores[True] >= scores[False] - 0.05
+    assert all(w.dtype == torch.float32 for w in weights[True])
+    assert not all(torch.equal(a, b) for a, b in zip(weights[False], weights[True], strict=True))
+
+
 def test_time_budget_ends_training_and_says_so(tmp_path):
     config = DistillConfig(lr=0.01, time_budget=1e-6)
     train, evaluation = _splits(tmp_path, config)

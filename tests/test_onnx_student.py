@@ -279,7 +279,8 @@ def test_a_probability_map_is_recovered_with_bce_and_dice(tmp_path):
     """A Sigmoid map judged by mask IoU (a text or segmentation mask) adds the soft Dice term,
     which weighs the few marked pixels as much as the background, as the mask IoU does."""
     from onnxsmith.exporter.recover import recovery_loss
-    from onnxsmith.exporter.training import DistillConfig, distillation_loss, soft_dice_loss
+    from onnxsmith.exporter.task_losses import soft_dice_loss
+    from onnxsmith.exporter.training import DistillConfig, distillation_loss
 
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Resize", ["c", "", "scales"], ["up"], mode="nearest"),
@@ -304,3 +305,65 @@ def test_a_probability_map_is_recovered_with_bce_and_dice(tmp_path):
     both = distillation_loss(shifted, target, None, DistillConfig(loss="bce-dice"))
     bce = distillation_loss(shifted, target, None, DistillConfig(loss="bce"))
     assert float(both - bce) == pytest.approx(1 - 5 / 9, abs=1e-6)
+
+
+def test_a_yolo_head_is_recovered_with_scores_and_the_boxes_that_count(tmp_path):
+    """A YOLO head: BCE on the scores plus 1 − GIoU of each anchor's box, weighted by the
+    original's score, so background anchors' boxes do not drown the detections."""
+    from onnxsmith.exporter.recover import recovery_loss
+    from onnxsmith.exporter.task_losses import generalized_iou
+    from onnxsmith.exporter.training import DistillConfig, distillation_loss
+
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["row"]),
+             helper.make_node("Mul", ["row", "pixels"], ["box"]),
+             helper.make_node("Sigmoid", ["row"], ["score"]),
+             helper.make_node("Concat", ["box", "box", "box", "box", "score", "score"],
+                              ["head"], axis=1)]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "yolo",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("head", TensorProto.FLOAT, ["batch", 6, 64])],
+        [numpy_helper.from_array(np.array([0, 1, 64], np.int64), "flat"),
+         numpy_helper.from_array(np.array(10.0, np.float32), "pixels")],
+    )  # fmt: skip
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]),
+              tmp_path / "yolo.onnx")  # fmt: skip
+    data = write_data(tmp_path / "data", digits(32))
+    assert recovery_loss(load_model(tmp_path / "yolo.onnx"), data) == "detection"
+
+    box = torch.tensor([10.0, 10.0, 4.0, 4.0])
+    assert float(generalized_iou(box, box)) == pytest.approx(1.0, abs=1e-6)
+    half = torch.tensor([12.0, 10.0, 4.0, 4.0])  # overlap 8 of union 24
+    assert float(generalized_iou(half, box)) == pytest.approx(1 / 3, abs=1e-6)
+    apart = torch.tensor([20.0, 10.0, 4.0, 4.0])  # hull 14×4, union 32
+    assert float(generalized_iou(apart, box)) == pytest.approx(-24 / 56, abs=1e-6)
+
+    target = torch.zeros(1, 6, 16)  # [N, 4 + 2 classes, 16 anchors]
+    target[0, :4] = box[:, None]
+    target[0, 4, 0] = 0.9  # anchor 0 detects class 0; the other anchors are background
+    config = DistillConfig(loss="detection")
+    exact = float(distillation_loss(target.clone(), target, None, config))
+    background = target.clone()
+    background[0, 0, 5] = 200.0  # a background anchor's box moves far away
+    assert float(distillation_loss(background, target, None, config)) == pytest.approx(exact)
+    kept = target.clone()
+    kept[0, 0, 0] = 12.0  # the detected box moves by half its width
+    moved = float(distillation_loss(kept, target, None, config))
+    assert moved == pytest.approx(exact + 2 / 3, abs=1e-5)
+
+
+def test_channels_last_and_bfloat16_steps_compute_the_same_module(tmp_path):
+    """The step modes a time-bounded run may pick (exporter/step_mode.py) change how the
+    converted module computes, not what: channels-last inputs give float32's outputs to float
+    rounding, bfloat16 autocast to bfloat16's 3 significant digits, and outputs stay float."""
+    from onnxsmith.exporter.step_mode import StepMode
+
+    module = OnnxModule(load_model(tiny_cnn(tmp_path / "m.onnx")), "m.onnx").eval()
+    x = torch.from_numpy(digits(8))
+    with torch.no_grad():
+        want = module(x)[0]
+        for mode, tolerance in ((StepMode(False, True), 1e-6), (StepMode(True, True), 2e-2)):
+            with mode.autocast():
+                got = module(*mode.layout([x]))[0].float()
+            assert float((got - want).abs().max()) < tolerance, mode

@@ -13,7 +13,7 @@ import onnx
 import onnx_ir as ir
 import pytest
 from conftest import digest
-from onnxsmith.runtime.cpu import int8_saturates, simd_block
+from onnxsmith.runtime.cpu import int8_saturates, native_bf16, simd_block
 from onnxsmith.runtime.session import create_session
 from quant_models import image_feeds, mlp, sequence_feeds, write_feeds
 
@@ -262,6 +262,13 @@ def test_int8_saturation_is_detected_from_cpu_flags():
     assert not int8_saturates(frozenset({"avx2", "avx512_vnni"}), "x86_64")
     assert not int8_saturates(frozenset({"avx2", "avx_vnni"}), "AMD64")
     assert not int8_saturates(frozenset(), "aarch64")
+
+
+def test_native_bf16_is_read_from_cpu_flags():
+    assert native_bf16(frozenset({"avx512f", "avx512_bf16"}))  # Zen 4, Cooper Lake
+    assert native_bf16(frozenset({"avx512f", "amx_bf16", "amx_tile"}))  # Sapphire Rapids
+    assert native_bf16(frozenset({"asimd", "bf16"}))  # Armv8.6
+    assert not native_bf16(frozenset({"avx2", "avx512f", "avx512_vnni"}))  # emulated there
 
 
 def test_simd_block_follows_the_widest_vector_unit():

@@ -73,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
     parser.add_argument(
         "--loss",
-        choices=["kl", "mse", "cosine", "bce", "bce-dice", "kl-probs"],
+        choices=["kl", "mse", "cosine", "bce", "bce-dice", "kl-probs", "detection"],
         default="kl",
         help="kl for class logits",
     )
@@ -176,6 +176,7 @@ def print_summary(report: DistillReport) -> None:
         f"(lr {training.lr:.2g}, {training.lr_source}); kept {best}, best by "
         f"{training.metric}; stopped: {training.stop_reason}{reused}"
     )
+    console.print(f"steps: {escape(training.step_mode)}")
     print_report(report.export, passes=False)
     table = Table(title=f"teachers vs student on {report.evaluated_on}", title_justify="left")
     for column in ("model", "accuracy", "agreement", "params", "weights", "latency ms"):

@@ -129,8 +129,9 @@ def _recovery(report: PruneReport) -> list[str]:
     before, training = report.recovery.before, report.recovery.training
     return [
         f"- --recover: {training['epochs']} epochs (best {training['best_epoch']}) in "
-        f"{training['train_seconds']} s on {training['data']}, lr {training['lr']:.2g}; "
-        f"stopped: {training['stop_reason']}",
+        f"{training['train_seconds']} s on {training['data']}, lr {training['lr']:.2g}, "
+        f"loss {training['loss']}; stopped: {training['stop_reason']}",
+        f"- training steps: {training['step_mode']}",
         f"- before --recover: {before.fidelity.describe()}, cosine {before.cosine:.4f}, "
         f"relative error {before.rel_error:.3g}, latency {report.recovery.latency_before[0]:.2f}x",
     ]

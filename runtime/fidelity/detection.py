@@ -67,23 +67,32 @@ class Detections:
         return len(self.scores)
 
 
+def shape_layout(shape: Sequence[int]) -> YoloLayout | None:
+    """The layout rule 1 reads from a head's shape alone, or None when the shape is not one."""
+    if len(shape) != 3 or shape[0] == 0:
+        return None
+    axis = 1 if shape[1] < shape[2] else 2
+    k, anchors = shape[axis], shape[3 - axis]
+    if k < 5 or anchors < 2 * k:
+        return None
+    objectness = {k - 4: False, k - 5: True}.get(_COCO, axis == 2)
+    return YoloLayout(axis, objectness, k - 5 if objectness else k - 4)
+
+
 def yolo_layout(sample: np.ndarray) -> YoloLayout | None:
     """The head's layout by rule 1 of the module docstring, or None when it is not one."""
     sample = np.asarray(sample)
-    if sample.ndim != 3 or sample.dtype.kind != "f" or sample.shape[0] == 0:
+    layout = shape_layout(sample.shape) if sample.dtype.kind == "f" else None
+    if layout is None:
         return None
-    axis = 1 if sample.shape[1] < sample.shape[2] else 2
-    k, anchors = sample.shape[axis], sample.shape[3 - axis]
-    if k < 5 or anchors < 2 * k:
-        return None
-    rows = np.moveaxis(sample, axis, -1).reshape(-1, k)
+    rows = np.moveaxis(sample, layout.attributes_axis, -1)
+    rows = rows.reshape(-1, sample.shape[layout.attributes_axis])
     boxes, scores = rows[:, :4], rows[:, 4:]
     if not np.isfinite(rows).all() or boxes.max() <= 1.5:
         return None
     if scores.min() < 0.0 or scores.max() > 1.0:
         return None
-    objectness = {k - 4: False, k - 5: True}.get(_COCO, axis == 2)
-    return YoloLayout(axis, objectness, k - 5 if objectness else k - 4)
+    return layout
 
 
 def decode(prediction: np.ndarray, layout: YoloLayout) -> list[Detections]:
