@@ -19,6 +19,9 @@ import torch
 from onnxsmith.runtime.cpu import native_bf16
 
 PROBE_STEPS = 3  # timed per candidate, after one warm-up step (oneDNN builds its kernels)
+# bfloat16 rounds: it must beat float32 by this factor, not by the probe's noise (PP-OCR cls on
+# Zen 4: 0.631 s against 0.647 s per step, a tie)
+BF16_MARGIN = 1.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +74,7 @@ def fastest(
         seconds[mode] = sorted(times)[len(times) // 2]
     module.load_state_dict(state)
     module.zero_grad(set_to_none=True)
-    best = min(modes, key=seconds.__getitem__)
+    best = min(modes, key=lambda mode: seconds[mode] * (BF16_MARGIN if mode.bf16 else 1.0))
     return best, f"fastest of {len(modes)} measured: " + ", ".join(
         f"{mode.describe()} {seconds[mode]:.3g} s" for mode in modes
     ) + " per step"

@@ -23,22 +23,37 @@ def soft_dice_loss(prediction: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 
 
 def detection_loss(prediction: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """A YOLO head's (runtime/fidelity/detection.py) scores by BCE, plus 1 − the generalized
-    IoU of each anchor's box with the original's, weighted by the original's score for it: the
-    boxes a detection keeps decide the F1, the thousands of background anchors' boxes do not,
-    and the squared error in pixels would drown the scores."""
+    """A YOLO head's (runtime/fidelity/detection.py) loss: what decides its detection F1.
+
+    - Scores: BCE over every anchor and class, plus the per-anchor BCE averaged over the anchors
+      where either model detects, weighted by the higher of their best scores. Over all 2,100
+      anchors, the background's near-zero scores dominated: the student learned to be unsure
+      where the original detects (mean score 0.25 where fp32 has 0.51) and missed boxes.
+      Weighting only the original's detections made it fire elsewhere instead; counting both
+      misses and false alarms measured best (NudeNet YOLOv8n, fixed plan, F1 0.657 → 0.708).
+    - Boxes: 1 − the generalized IoU of each anchor's box with the original's, weighted by the
+      original's score for it: the boxes a detection keeps decide the F1, the thousands of
+      background anchors' boxes do not, and the squared error in pixels would drown the scores.
+    """
     layout = shape_layout(tuple(targets.shape))
     if layout is None:
         raise DataError(f"distill: --loss detection needs a YOLO head, not {tuple(targets.shape)}")
     got = prediction.movedim(layout.attributes_axis, -1)
     want = targets.movedim(layout.attributes_axis, -1)
     bounded = got[..., 4:].clamp(PROBABILITY_EPS, 1 - PROBABILITY_EPS)
-    scores = F.binary_cross_entropy(bounded, want[..., 4:].clamp(0, 1))
-    weight = want[..., 5 if layout.objectness else 4 :].amax(-1)  # the best class score
+    each = F.binary_cross_entropy(bounded, want[..., 4:].clamp(0, 1), reduction="none")
+    first_class = 5 if layout.objectness else 4
+    detected = want[..., first_class:].amax(-1)  # the original's best class score per anchor
+    fired = got[..., first_class:].amax(-1).detach()  # the student's
     if layout.objectness:
-        weight = weight * want[..., 4]
-    misfit = 1 - generalized_iou(got[..., :4], want[..., :4])
-    return scores + (misfit * weight).sum() / weight.sum().clamp_min(PROBABILITY_EPS)
+        detected = detected * want[..., 4]
+        fired = fired * got[..., 4].detach()
+    scores = each.mean() + _weighted(each.mean(-1), torch.maximum(detected, fired))
+    return scores + _weighted(1 - generalized_iou(got[..., :4], want[..., :4]), detected)
+
+
+def _weighted(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (values * weight).sum() / weight.sum().clamp_min(PROBABILITY_EPS)
 
 
 def generalized_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

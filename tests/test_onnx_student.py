@@ -6,6 +6,7 @@ Models are built with `onnx.helper` from seeded weights; inputs are scikit-learn
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import onnx
@@ -351,6 +352,13 @@ def test_a_yolo_head_is_recovered_with_scores_and_the_boxes_that_count(tmp_path)
     kept[0, 0, 0] = 12.0  # the detected box moves by half its width
     moved = float(distillation_loss(kept, target, None, config))
     assert moved == pytest.approx(exact + 2 / 3, abs=1e-5)
+    alarm = target.clone()
+    alarm[0, 5, 5] = 0.9  # a background anchor fires: counted as much as the detection
+    raised = float(distillation_loss(alarm, target, None, config))
+    miss, detection = -math.log(0.1), -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
+    # the mean over all 32 scores, and anchor 5 now among those where either model detects
+    weighted = (detection / 2 + miss / 2) / 2 - detection / 2
+    assert raised == pytest.approx(exact + miss / 32 + weighted, abs=1e-4)
 
 
 def test_channels_last_and_bfloat16_steps_compute_the_same_module(tmp_path):
