@@ -246,7 +246,7 @@ def train_student(
             losses = []
             for step in range(steps):
                 index = np.sort(order[step * config.batch_size : (step + 1) * config.batch_size])
-                loss = _step(student, optimizer, train, input_names, index, config, mode)
+                loss = _step(student, train, input_names, index, config, mode, optimizer)
                 losses.append(loss)
                 if on_step is not None:
                     on_step(epoch, step + 1, steps, loss)
@@ -294,32 +294,24 @@ def train_student(
 
 def _step(
     student: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
     split: Split,
     input_names: Sequence[str],
     index: np.ndarray,
     config: DistillConfig,
     mode: StepMode,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> float:
-    optimizer.zero_grad(set_to_none=True)
-    loss = _forward_backward(student, split, input_names, index, config, mode)
-    optimizer.step()
-    return loss
-
-
-def _forward_backward(
-    student: torch.nn.Module,
-    split: Split,
-    input_names: Sequence[str],
-    index: np.ndarray,
-    config: DistillConfig,
-    mode: StepMode,
-) -> float:
+    """One forward and backward pass on `split`'s samples at `index`; with `optimizer`, also
+    the update. Returns the loss."""
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
     inputs, targets, hard = batch(split, input_names, index)
     with mode.autocast():
         output = first_tensor(student(*mode.layout(inputs)))
     loss = distillation_loss(output.float(), targets, hard, config)
     loss.backward()
+    if optimizer is not None:
+        optimizer.step()
     return float(loss.item())
 
 
@@ -335,7 +327,7 @@ def step_mode(
     student.train()
     return fastest(
         candidates(config.bf16, images),
-        lambda mode: _forward_backward(student, train, input_names, index, config, mode),
+        lambda mode: _step(student, train, input_names, index, config, mode),
         student,
     )
 
@@ -372,7 +364,7 @@ def find_lr(
         index = np.sort(
             torch.randperm(len(train), generator=generator)[: config.batch_size].numpy()
         )
-        loss = _step(student, optimizer, train, input_names, index, config, mode)
+        loss = _step(student, train, input_names, index, config, mode, optimizer)
         if not math.isfinite(loss):
             break
         average = 0.9 * average + 0.1 * loss
