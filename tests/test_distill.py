@@ -188,6 +188,7 @@ def test_cosine_loss_for_embedding_teachers(tmp_path):
         (["--labels", "{wrong_labels}"], 1, "labels"),
         (["--loss", "mse", "--labels", "{labels}"], 2, "--labels needs --loss kl"),
         (["--eval-labels", "{labels}"], 2, "--eval-labels needs --eval"),
+        (["--loss", "detection"], 1, "--loss detection needs a YOLO head"),
         (["--weights", "1,x"], 2, "--weights"),
         (["--alpha", "2"], 2, "--alpha"),
         (["--student", f"{Path(zoo.__file__)}:build_mlp_five_classes"], 1, "returns shape"),
