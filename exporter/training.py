@@ -323,7 +323,7 @@ def step_mode(
     if config.time_budget is None:
         return StepMode(bf16=bool(config.bf16)), "as configured (no time budget)"
     index = np.arange(min(config.batch_size, len(train)))
-    images = any(t.ndim == 4 for t in batch(train, input_names, index[:1])[0])
+    images = any(train.outputs.inputs[name].ndim == 4 for name in input_names)
     student.train()
     return fastest(
         candidates(config.bf16, images),
