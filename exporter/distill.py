@@ -22,6 +22,7 @@ import numpy as np
 import onnx_ir as ir
 import torch
 from onnxsmith.exporter.export import ExportReport, export_model
+from onnxsmith.exporter.feature_hints import feature_hints
 from onnxsmith.exporter.onnx_module import OnnxModule, check_conversion, write_back
 from onnxsmith.exporter.parity import Case, check_parity
 from onnxsmith.exporter.targets import load_target
@@ -82,6 +83,7 @@ class DistillReport:
     latency_ratio: tuple[float, float, float] | None  # student / ensemble, 95 % interval
     teachers_reused: bool
     export: ExportReport
+    hints: str | None = None  # what the student matched besides the output (feature_hints.py)
 
     @property
     def history(self) -> tuple[EpochStats, ...]:
@@ -104,6 +106,7 @@ class DistillReport:
             "latency_ratio": self.latency_ratio,
             "teachers_reused": self.teachers_reused,
             "export": self.export.as_dict(),
+            "hints": self.hints,
         }
 
 
@@ -156,6 +159,10 @@ def distill(
         raise UsageError("distill: --labels needs --loss kl (hard labels are class ids)")
     if eval_labels is not None and eval_data is None:
         raise UsageError("distill: --eval-labels needs --eval DIR")
+    if config.hint_weight > 0 and (len(teachers) != 1 or not str(student).endswith(".onnx")):
+        raise UsageError(
+            "distill: feature hints need one teacher and an ONNX student pruned from it"
+        )
     output = Path(output)
     work = Path(work_dir) if work_dir is not None else output.with_suffix(".distill")
     ensemble = load_teachers(teachers, weights=weights, output=teacher_output)
@@ -170,6 +177,13 @@ def distill(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         module, onnx_student = _build(student, train, names, ensemble.output.name)
+        hints = None
+        if config.hint_weight > 0:
+            assert isinstance(module, OnnxModule) and onnx_student is not None  # checked above
+            hints = feature_hints(load_model(ensemble.paths[0]), onnx_student, train.outputs.inputs)
+            if hints is not None:
+                module.returned = [*module.returned[:1], *hints.names]
+                train = dataclasses.replace(train, hints=hints.targets)
         training = train_student(
             module,
             train,
@@ -209,6 +223,7 @@ def distill(
         latency_ratio=ratio,
         teachers_reused=train.outputs.reused,
         export=exported,
+        hints=None if hints is None else hints.describe(),
     )
 
 

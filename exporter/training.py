@@ -22,13 +22,14 @@ import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from onnxsmith.exporter.feature_hints import hint_loss
 from onnxsmith.exporter.step_mode import StepMode, candidates, fastest
 from onnxsmith.exporter.task_losses import PROBABILITY_EPS, detection_loss, soft_dice_loss
 from onnxsmith.exporter.teacher_outputs import TeacherOutputs
@@ -70,6 +71,9 @@ class DistillConfig:
     holdout: float = 0.1  # share of the training samples held out when there is no eval set
     time_budget: float | None = None  # seconds of training, range test included
     bf16: bool | None = None  # bfloat16 autocast of steps; None: measured (step_mode.py)
+    # > 0: an ONNX student pruned from the one teacher also learns the teacher's Conv outputs
+    # on the channels it kept, this much against the output loss (feature_hints.py)
+    hint_weight: float = 0.0
 
     def validate(self) -> None:
         """Raises UsageError naming the first setting out of range."""
@@ -83,6 +87,7 @@ class DistillConfig:
             (self.patience >= 1, "--patience must be >= 1"),
             (0 <= self.holdout < 1, "--holdout must lie in [0, 1)"),
             (self.time_budget is None or self.time_budget > 0, "--time-budget must be > 0"),
+            (self.hint_weight >= 0, "hint_weight must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -91,12 +96,14 @@ class DistillConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Some samples (`rows` of the cached teacher outputs) with their labels, if any."""
+    """Some samples (`rows` of the cached teacher outputs) with their labels and feature-hint
+    targets, if any (both aligned with `outputs`, not with `rows`)."""
 
     outputs: TeacherOutputs
-    labels: np.ndarray | None  # aligned with `outputs`, not with `rows`
+    labels: np.ndarray | None
     name: str
     rows: np.ndarray
+    hints: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -307,8 +314,12 @@ def _step(
         optimizer.zero_grad(set_to_none=True)
     inputs, targets, hard = batch(split, input_names, index)
     with mode.autocast():
-        output = first_tensor(student(*mode.layout(inputs)))
-    loss = distillation_loss(output.float(), targets, hard, config)
+        outputs = student(*mode.layout(inputs))
+    loss = distillation_loss(first_tensor(outputs).float(), targets, hard, config)
+    if split.hints:  # the student returns its output, then the hinted tensors in this order
+        rows = split.rows[index]
+        wanted = [torch.from_numpy(h[rows].astype(np.float32)) for h in split.hints.values()]
+        loss = loss + config.hint_weight * hint_loss(outputs[1:], wanted)
     loss.backward()
     if optimizer is not None:
         optimizer.step()

@@ -17,6 +17,7 @@ from sklearn.datasets import load_digits
 torch = pytest.importorskip("torch")
 
 from onnxsmith.exporter import onnx_ops  # noqa: E402
+from onnxsmith.exporter.feature_hints import feature_hints, hint_loss  # noqa: E402
 from onnxsmith.exporter.onnx_module import (  # noqa: E402
     OnnxModule,
     check_conversion,
@@ -24,9 +25,10 @@ from onnxsmith.exporter.onnx_module import (  # noqa: E402
 )
 from onnxsmith.exporter.recover import RecoverSettings, recover_pruned  # noqa: E402
 from onnxsmith.exporter.training import TRAINED_LR  # noqa: E402
+from onnxsmith.runtime.input_stats import with_outputs  # noqa: E402
 from onnxsmith.runtime.session import create_session, run  # noqa: E402
 
-from onnxsmith.errors import ExportError  # noqa: E402
+from onnxsmith.errors import ExportError, UsageError  # noqa: E402
 from onnxsmith.io import load_model  # noqa: E402
 from onnxsmith.provenance import steps_applied  # noqa: E402
 from onnxsmith.prune import PruneOptions, prune_file  # noqa: E402
@@ -208,6 +210,7 @@ def test_recover_brings_the_pruned_model_back_towards_the_original(tmp_path):
     steps = steps_applied(load_model(out))
     assert [s["step"] for s in steps] == ["prune"]
     assert steps[0]["options"]["recovery"]["epochs"] == 10
+    assert report.recovery.training["hints"] is None  # feature hints are for YOLO heads only
 
 
 @pytest.mark.slow  # the report's sweep prunes 7 more times
@@ -375,3 +378,58 @@ def test_channels_last_and_bfloat16_steps_compute_the_same_module(tmp_path):
             with mode.autocast():
                 got = module(*mode.layout([x]))[0].float()
             assert float((got - want).abs().max()) < tolerance, mode
+
+
+def test_feature_hints_pair_each_kept_channel_with_its_original(tmp_path):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    calib = write_data(tmp_path / "calib", digits(64))
+    options = PruneOptions(0.5, structured=True, channel_multiple=4, compensate=False,
+                           measure=False, seconds=0.2)  # fmt: skip
+    pruned = tmp_path / "p.onnx"
+    prune_file(model, pruned, options, calib=calib)
+    images = digits(48, 500)
+    hints = feature_hints(load_model(model), load_model(pruned), {"x": images})
+    assert hints is not None and set(hints.names) == {"c1", "c2"}
+    # The first Conv reads the unchanged input, so its kept channels are exact copies:
+    # the pairing must name the very channels pruning kept.
+    original_w1 = numpy_helper.to_array(onnx.load(model).graph.initializer[0])
+    pruned_w1 = load_model(pruned).graph.initializers["w1"].const_value.numpy()
+    assert len(hints.channels["c1"]) == len(pruned_w1) < len(original_w1)
+    np.testing.assert_array_equal(original_w1[hints.channels["c1"]], pruned_w1)
+    # The targets are the original's values there (float16: relative error ~1e-3).
+    session = create_session(with_outputs(load_model(model), ["c1"]))
+    names = [o.name for o in session.get_outputs()]
+    c1 = run(session, {"x": images})[names.index("c1")]
+    want = c1[:, hints.channels["c1"]]
+    np.testing.assert_allclose(hints.targets["c1"], want, atol=2e-3 * np.abs(want).max())
+    # ... so the student's own c1 costs (almost) nothing, and a wrong pairing costs a lot.
+    target = [torch.from_numpy(hints.targets["c1"].astype(np.float32))]
+    same = hint_loss([torch.from_numpy(want)], target)
+    shuffled = hint_loss([torch.from_numpy(want[:, ::-1].copy())], target)
+    assert float(same) < 1e-5 < 0.1 < float(shuffled)
+    assert "2 Conv outputs matched" in hints.describe()
+
+
+@pytest.mark.slow  # two short trainings
+def test_distill_with_feature_hints_trains_on_them(tmp_path):
+    from onnxsmith.exporter.distill import distill
+    from onnxsmith.exporter.training import DistillConfig
+
+    model = tiny_cnn(tmp_path / "m.onnx")
+    data = write_data(tmp_path / "data", digits(128))
+    options = PruneOptions(0.5, structured=True, channel_multiple=4, compensate=False,
+                           measure=False, seconds=0.2)  # fmt: skip
+    pruned = tmp_path / "p.onnx"
+    prune_file(model, pruned, options, calib=data)
+    first_losses = {}
+    for weight in (0.0, 1.0):
+        config = DistillConfig(loss="bce", epochs=1, hint_weight=weight)
+        report = distill([model], pruned, data, tmp_path / f"s{weight}.onnx", config=config,
+                         work_dir=tmp_path / f"w{weight}", latency_runs=0)  # fmt: skip
+        first_losses[weight] = report.history[0].loss
+        assert (report.hints is None) == (weight == 0.0)
+    # The same seed and batches: the hinted run's training loss carries the hint term too.
+    assert first_losses[1.0] > first_losses[0.0] + 1e-3
+    with pytest.raises(UsageError, match="one teacher and an ONNX student"):
+        distill([model, model], pruned, data, tmp_path / "x.onnx",
+                config=DistillConfig(hint_weight=1.0))  # fmt: skip

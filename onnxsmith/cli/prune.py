@@ -20,7 +20,7 @@ from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.io import save_json
 from onnxsmith.prune import PruneOptions, PruneReport, prune_file
-from onnxsmith.prune.result import DEFAULT_OPS, Recover
+from onnxsmith.prune.result import AUTO_CRITERION, DEFAULT_OPS, Recover
 
 if TYPE_CHECKING:
     from onnxsmith.exporter.training import EpochStats
@@ -55,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", default="", help="node names to leave whole, comma-separated")
     parser.add_argument(
         "--criterion",
-        default="l1",
-        help="importance: l1 | l2 | taylor | activation (the last two need --calib)",
+        default=AUTO_CRITERION,
+        help="importance: l1 | l2 | taylor | activation (the last two need --calib); default "
+        "auto: activation for --structured with --calib, else l1",
     )
     parser.add_argument(
         "--scope",

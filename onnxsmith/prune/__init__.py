@@ -109,7 +109,10 @@ def prune_file(
         reporter=reporter,
     )
     reporter.phase(f"writing {output}")
-    recorded = options.as_dict() | {"calib": str(calib) if calib else None, "target": result.target}
+    recorded = result.options.as_dict() | {
+        "calib": str(calib) if calib else None,
+        "target": result.target,
+    }
     recorded |= {"fidelity": result.agreement.fidelity.as_dict(), "metric": result.metric_lines}
     if result.recovery is not None:
         recorded["recovery"] = result.recovery.training | {
@@ -145,6 +148,7 @@ def prune_model(
     """
     reporter = reporter or Reporter()
     options.validate(bool(calib))
+    options = options.resolved(bool(calib))
     timer = timer or LocalTimer()
     if recover is not None and not options.structured:
         raise UsageError(

@@ -14,6 +14,11 @@ from onnxsmith.prune.speed import GroupSpeed
 from onnxsmith.runtime.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
 
 DEFAULT_OPS = ("Conv", "Gemm", "MatMul")
+# The default criterion: `activation` for structured pruning with calibration data, else `l1`.
+# With data, ranking channels by what the next layers read kept more of the models' decisions
+# (structured 30 %, LS refit, bench/RESULTS.md): PP-OCR cls top-1 0.77 → 0.85, NudeNet
+# YOLOv8n F1 0.58 → 0.66, PP-OCRv4 det mask IoU 0.476 → 0.477.
+AUTO_CRITERION = "auto"
 # (original, pruned) -> (recovered, summary): trains the pruned model back towards the original.
 # The CLI passes `exporter.recover.recover_pruned` (torch), so this verb never imports torch.
 Recover = Callable[[ir.Model, ir.Model], tuple[ir.Model, dict[str, Any]]]
@@ -29,7 +34,8 @@ class PruneOptions:
         structured: remove whole channels instead of zeroing weights.
         ops: op types to prune (Conv, ConvTranspose, Gemm, MatMul).
         exclude: node names to leave whole.
-        criterion: l1, l2, taylor or activation (the last two need calibration data).
+        criterion: l1, l2, taylor or activation (the last two need calibration data), or
+            auto (`AUTO_CRITERION`).
         scope: unstructured only: "global" ranks all weights together (the default), "layer"
             prunes each layer to `sparsity`.
         channel_multiple: kept channel counts are multiples of this (None: the SIMD block).
@@ -46,7 +52,7 @@ class PruneOptions:
     structured: bool = False
     ops: tuple[str, ...] = DEFAULT_OPS
     exclude: tuple[str, ...] = ()
-    criterion: str = "l1"
+    criterion: str = AUTO_CRITERION
     scope: str = "global"
     channel_multiple: int | None = None
     compensate: bool = True
@@ -66,9 +72,10 @@ class PruneOptions:
                 f"prune: --ops {name_list(unknown) or 'is empty'} — prunable ops are "
                 f"{', '.join(PRUNABLE_OPS)}"
             )
-        if self.criterion not in CRITERIA:
+        if self.criterion not in (AUTO_CRITERION, *CRITERIA):
             raise UsageError(
-                f"prune: unknown --criterion {self.criterion!r} — choose from {', '.join(CRITERIA)}"
+                f"prune: unknown --criterion {self.criterion!r} — choose from "
+                f"{', '.join((AUTO_CRITERION, *CRITERIA))}"
             )
         if self.scope not in SCOPES:
             raise UsageError(
@@ -93,6 +100,13 @@ class PruneOptions:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def resolved(self, has_calib: bool) -> PruneOptions:
+        """These options with the `auto` criterion made concrete (`AUTO_CRITERION`)."""
+        if self.criterion != AUTO_CRITERION:
+            return self
+        criterion = "activation" if self.structured and has_calib else "l1"
+        return dataclasses.replace(self, criterion=criterion)
 
 
 @dataclasses.dataclass(frozen=True)
