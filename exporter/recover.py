@@ -80,7 +80,11 @@ BATCH_ELEMENTS = 1 << 21  # input floats per training batch: 64 text lines, 4 do
 
 def batch_size(original: ir.Model, data: Path) -> int:
     """64 samples per batch, fewer for large inputs (a batch of 64 320×448 pages took 12 GB
-    and minutes per step on 2 cores), at least 4."""
+    and minutes per step on 2 cores), at least 4; a graph that fixes its batch size (its
+    reshapes then do too: ddddocr's detector) trains at that size."""
+    fixed = [s.shape[0] for s in input_specs(original) if s.shape and isinstance(s.shape[0], int)]
+    if fixed:
+        return fixed[0]
     first = next(iter(DataDir(data, input_specs(original), step="prune --recover-data")))
     per_sample = sum(int(np.prod(a.shape[1:])) for a in first.values() if np.asarray(a).ndim > 0)
     return int(min(64, max(4, BATCH_ELEMENTS // max(per_sample, 1))))

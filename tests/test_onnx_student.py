@@ -279,6 +279,20 @@ def test_recovery_loss_follows_the_outputs(tmp_path):
     assert recovery_loss(load_model(tmp_path / "logits.onnx"), data) == "mse"
 
 
+def test_recovery_batches_follow_a_fixed_batch_size(tmp_path):
+    """A graph whose input fixes the batch size usually fixes it in its reshapes too, so
+    its torch conversion can only train on batches of that size."""
+    from onnxsmith.exporter.recover import batch_size
+
+    data = write_data(tmp_path / "data", digits(32), per_file=1)
+    model = tiny_cnn(tmp_path / "m.onnx")
+    assert batch_size(load_model(model), data) == 64
+    fixed = onnx.load(model)
+    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(fixed, tmp_path / "fixed.onnx")
+    assert batch_size(load_model(tmp_path / "fixed.onnx"), data) == 1
+
+
 def test_a_probability_map_is_recovered_with_bce_and_dice(tmp_path):
     """A Sigmoid map judged by mask IoU (a text or segmentation mask) adds the soft Dice term,
     which weighs the few marked pixels as much as the background, as the mask IoU does."""

@@ -73,6 +73,20 @@ def test_mlp_compensation_and_activation_criterion():
     assert held_out_error(model, refit, held_out) < held_out_error(model, plain, held_out)
 
 
+@pytest.mark.parametrize(
+    ("structured", "criterion", "has_calib", "expected"),
+    [
+        (True, "auto", True, "activation"),  # what the next layers read, measured best
+        (True, "auto", False, "l1"),  # nothing measured: the weights
+        (False, "auto", True, "l1"),
+        (True, "taylor", True, "taylor"),  # an explicit choice stays
+    ],
+)
+def test_the_auto_criterion(structured, criterion, has_calib, expected):
+    options = PruneOptions(0.3, structured=structured, criterion=criterion)
+    assert options.resolved(has_calib).criterion == expected
+
+
 def test_unstructured_refit_reduces_output_error():
     model = prune_zoo.resnet_like()
     calib, held_out = image_feeds(8, seed=1), image_feeds(4, seed=2)

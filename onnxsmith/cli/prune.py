@@ -234,5 +234,7 @@ def _print(report: PruneReport) -> None:
             f"{training['stop_reason']}; before it: latency {ratio:.2f}x, "
             f"{before.fidelity.describe()}"
         )
+        if training.get("hints"):
+            console.print(f"recover: feature hints: {training['hints']}")
     for note in report.notes:
         console.print(f"note: {note}")

@@ -132,6 +132,7 @@ def _recovery(report: PruneReport) -> list[str]:
         f"{training['train_seconds']} s on {training['data']}, lr {training['lr']:.2g}, "
         f"loss {training['loss']}; stopped: {training['stop_reason']}",
         f"- training steps: {training['step_mode']}",
+        *([f"- feature hints: {training['hints']}"] if training.get("hints") else []),
         f"- before --recover: {before.fidelity.describe()}, cosine {before.cosine:.4f}, "
         f"relative error {before.rel_error:.3g}, latency {report.recovery.latency_before[0]:.2f}x",
     ]
