@@ -173,6 +173,11 @@ def test_unsupported_ops_are_refused_by_name(tmp_path):
         OnnxModule(model, "m.onnx")
 
 
+# Without the least-squares refit, so that pruning visibly hurts the tiny model.
+UNREFIT = PruneOptions(0.5, structured=True, channel_multiple=4, compensate=False,
+                       measure=False, seconds=0.2)  # fmt: skip
+
+
 def write_data(folder, images, per_file=16):
     folder.mkdir()
     for i, start in enumerate(range(0, len(images), per_file)):
@@ -184,14 +189,11 @@ def write_data(folder, images, per_file=16):
 def test_recover_brings_the_pruned_model_back_towards_the_original(tmp_path):
     model = tiny_cnn(tmp_path / "m.onnx")
     calib = write_data(tmp_path / "calib", digits(256))
-    # Without the least-squares refit, so that pruning visibly hurts the tiny model.
-    options = PruneOptions(0.5, structured=True, channel_multiple=4, compensate=False,
-                           measure=False, seconds=0.2)  # fmt: skip
     settings = RecoverSettings(calib, time_budget=120, epochs=10)  # capped: a fast test
     plain, out = tmp_path / "plain.onnx", tmp_path / "p.onnx"
-    prune_file(model, plain, options, calib=calib)
+    prune_file(model, plain, UNREFIT, calib=calib)
     report = prune_file(
-        model, out, options, calib=calib, recover=lambda a, b: recover_pruned(a, b, settings)
+        model, out, UNREFIT, calib=calib, recover=lambda a, b: recover_pruned(a, b, settings)
     )
     assert report.recovery is not None
     assert report.recovery.training["stop_reason"] == "reached --epochs 10"
@@ -394,13 +396,15 @@ def test_channels_last_and_bfloat16_steps_compute_the_same_module(tmp_path):
             assert float((got - want).abs().max()) < tolerance, mode
 
 
+def pruned_tiny_cnn(tmp_path, data):
+    """tiny_cnn and its half-pruned copy (no refit, no timing), as two files."""
+    model, pruned = tiny_cnn(tmp_path / "m.onnx"), tmp_path / "p.onnx"
+    prune_file(model, pruned, UNREFIT, calib=data)
+    return model, pruned
+
+
 def test_feature_hints_pair_each_kept_channel_with_its_original(tmp_path):
-    model = tiny_cnn(tmp_path / "m.onnx")
-    calib = write_data(tmp_path / "calib", digits(64))
-    options = PruneOptions(0.5, structured=True, channel_multiple=4, compensate=False,
-                           measure=False, seconds=0.2)  # fmt: skip
-    pruned = tmp_path / "p.onnx"
-    prune_file(model, pruned, options, calib=calib)
+    model, pruned = pruned_tiny_cnn(tmp_path, write_data(tmp_path / "calib", digits(64)))
     images = digits(48, 500)
     hints = feature_hints(load_model(model), load_model(pruned), {"x": images})
     assert hints is not None and set(hints.names) == {"c1", "c2"}
@@ -429,12 +433,8 @@ def test_distill_with_feature_hints_trains_on_them(tmp_path):
     from onnxsmith.exporter.distill import distill
     from onnxsmith.exporter.training import DistillConfig
 
-    model = tiny_cnn(tmp_path / "m.onnx")
     data = write_data(tmp_path / "data", digits(128))
-    options = PruneOptions(0.5, structured=True, channel_multiple=4, compensate=False,
-                           measure=False, seconds=0.2)  # fmt: skip
-    pruned = tmp_path / "p.onnx"
-    prune_file(model, pruned, options, calib=data)
+    model, pruned = pruned_tiny_cnn(tmp_path, data)
     first_losses = {}
     for weight in (0.0, 1.0):
         config = DistillConfig(loss="bce", epochs=1, hint_weight=weight)
