@@ -33,7 +33,7 @@ typecheck: install
 	cd build/__editable__.onnxsmith-*/ && $(CURDIR)/$(PY) -P -m mypy --config-file $(CURDIR)/pyproject.toml -p onnxsmith
 
 test: lint typecheck
-	$(PY) -P -m pytest -q
+	$(PY) -P -m pytest -q --durations=15  # the slowest tests, to keep the suite under 10 minutes
 
 # Property tests at 400 examples each, the hostile corpus, and the >2 GB model (needs ~7 GB
 # of disk in the temp folder and a few minutes).
