@@ -53,6 +53,7 @@ from onnxsmith.runtime.timing import ratio_ci95, time_interleaved
 from onnxsmith.errors import DataError, ExportError, UsageError
 from onnxsmith.io import load_model, save_model
 from onnxsmith.provenance import record_step
+from onnxsmith.signature import fixed_batch
 from onnxsmith.summary import summarize
 
 __all__ = ["DistillConfig", "DistillReport", "EpochStats", "ModelRow", "distill"]
@@ -414,9 +415,7 @@ def _latencies(
     """Per-session ms over interleaved rounds on single samples (the batch the teachers take)."""
     if runs <= 0:
         return None
-    batch = next(
-        (s.shape[0] for s in ensemble.inputs if s.shape and isinstance(s.shape[0], int)), 1
-    )
+    batch = fixed_batch(ensemble.inputs) or 1
     count = min(8, len(next(iter(inputs.values()))) // max(batch, 1))
     feeds = [
         {n: a[i * batch : (i + 1) * batch] for n, a in inputs.items()} for i in range(max(count, 1))

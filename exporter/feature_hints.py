@@ -28,7 +28,7 @@ import torch
 from onnxsmith.runtime.input_stats import with_outputs
 from onnxsmith.runtime.session import create_session, run
 
-from onnxsmith.signature import input_specs
+from onnxsmith.signature import fixed_batch, input_specs
 
 HINT_OPS = ("Conv",)
 MAX_FLOATS_PER_SAMPLE = 500_000  # hint values stored per training sample (float16)
@@ -151,8 +151,7 @@ def _targets(
 
 def _chunks(model: ir.Model, inputs: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
     """`inputs` in runs the model accepts: its fixed batch size, or `DEFAULT_CHUNK`."""
-    fixed = [s.shape[0] for s in input_specs(model) if s.shape and isinstance(s.shape[0], int)]
-    size = fixed[0] if fixed else DEFAULT_CHUNK
+    size = fixed_batch(input_specs(model)) or DEFAULT_CHUNK
     for start in range(0, len(next(iter(inputs.values()))), size):
         yield {n: np.asarray(a[start : start + size]) for n, a in inputs.items()}
 

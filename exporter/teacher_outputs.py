@@ -23,7 +23,7 @@ from onnxsmith.runtime.session import create_session, run
 
 from onnxsmith.errors import DataError, UsageError, name_list
 from onnxsmith.io import load_model
-from onnxsmith.signature import TensorSpec, input_specs, output_specs
+from onnxsmith.signature import TensorSpec, fixed_batch, input_specs, output_specs
 
 KINDS = ("probabilities", "raw")
 _CHUNK = 256  # samples per teacher run when the teachers take any batch size
@@ -250,13 +250,10 @@ def _survey(
 
 def _chunks(source: DataDir, teachers: Teachers) -> Iterator[Feed]:
     """Feeds in file order, concatenated up to `_CHUNK` samples when teachers take any batch."""
-    fixed_batch = any(
-        s.shape is not None and len(s.shape) > 0 and isinstance(s.shape[0], int)
-        for s in teachers.inputs
-    )
+    fixed = fixed_batch(teachers.inputs) is not None
     pending: list[Feed] = []
     for feed in source:
-        if fixed_batch:
+        if fixed:
             yield feed
             continue
         pending.append(feed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 import onnx_ir as ir
@@ -41,6 +42,11 @@ def _spec(value: ir.Value) -> TensorSpec:
             (d if d >= 0 else None) if isinstance(d, int) else d.value for d in value.shape
         )
     return TensorSpec(name=value.name or "", dtype=dtype, shape=shape)
+
+
+def fixed_batch(specs: Iterable[TensorSpec]) -> int | None:
+    """The leading dim of the first spec that fixes it (None: every spec takes any batch)."""
+    return next((s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)), None)
 
 
 def input_specs(model: ir.Model) -> list[TensorSpec]:
