@@ -23,6 +23,7 @@ from onnxsmith.exporter.onnx_ops import SUPPORTED, op_function
 from onnxsmith.runtime.session import create_session, run
 
 from onnxsmith.errors import ExportError, name_list
+from onnxsmith.signature import fixed_batch, input_specs
 
 # (op, input position) pairs whose float constant is a learned weight; -1: any position.
 TRAINABLE_USES = {
@@ -75,6 +76,9 @@ class OnnxModule(torch.nn.Module):
         }
         self.input_names = [v.name or "" for v in graph.inputs if v.name not in graph.initializers]
         self.output_names = [v.name or "" for v in graph.outputs]
+        # A graph that fixes its batch size usually bakes it into its reshapes too (ddddocr's
+        # detector): it then runs only batches of that size, here as in ONNX Runtime.
+        self.fixed_batch = fixed_batch(input_specs(model))
         self.returned = list(self.output_names)  # what forward returns
         self.nodes = [
             (

@@ -38,7 +38,7 @@ from onnxsmith.runtime.fidelity.dense import probabilities
 from onnxsmith.runtime.session import create_session
 
 from onnxsmith.io import load_model, save_model
-from onnxsmith.signature import fixed_batch, input_specs
+from onnxsmith.signature import input_specs
 
 # Feature hints (feature_hints.py) against the output loss, for YOLO heads only. On fixed plans,
 # 300 s (bench/RESULTS.md): YOLOv8n F1 0.708 → 0.792; PP-OCRv4 det mask IoU 0.894 → 0.838
@@ -80,11 +80,7 @@ BATCH_ELEMENTS = 1 << 21  # input floats per training batch: 64 text lines, 4 do
 
 def batch_size(original: ir.Model, data: Path) -> int:
     """64 samples per batch, fewer for large inputs (a batch of 64 320×448 pages took 12 GB
-    and minutes per step on 2 cores), at least 4; a graph that fixes its batch size (its
-    reshapes then do too: ddddocr's detector) trains at that size."""
-    fixed = fixed_batch(input_specs(original))
-    if fixed is not None:
-        return fixed
+    and minutes per step on 2 cores), at least 4."""
     first = next(iter(DataDir(data, input_specs(original), step="prune --recover-data")))
     per_sample = sum(int(np.prod(a.shape[1:])) for a in first.values() if np.asarray(a).ndim > 0)
     return int(min(64, max(4, BATCH_ELEMENTS // max(per_sample, 1))))

@@ -223,6 +223,9 @@ def train_student(
             f"distill: the student {type(student).__name__} has no trainable parameters — "
             "pass a model with learnable layers"
         )
+    fixed = _fixed_batch(student)
+    if fixed is not None and fixed != config.batch_size:
+        config = dataclasses.replace(config, batch_size=fixed)  # the only size it runs
     start = time.perf_counter()
     deadline = math.inf if config.time_budget is None else start + config.time_budget
     name = metric_name(evaluation, watch_loss, config)
@@ -426,7 +429,9 @@ def first_tensor(output: Any) -> torch.Tensor:
 
 
 def _check_output(student: torch.nn.Module, train: Split, input_names: Sequence[str]) -> None:
-    inputs, targets, _ = batch(train, input_names, np.arange(min(2, len(train))))
+    inputs, targets, _ = batch(
+        train, input_names, np.arange(min(_fixed_batch(student) or 2, len(train)))
+    )
     with torch.no_grad():
         prediction = first_tensor(student.eval()(*inputs))
     if prediction.shape != targets.shape:
@@ -435,6 +440,11 @@ def _check_output(student: torch.nn.Module, train: Split, input_names: Sequence[
             f"teachers return {tuple(targets.shape)} — make the student's output match (e.g. "
             f"{targets.shape[-1]} classes)"
         )
+
+
+def _fixed_batch(student: torch.nn.Module) -> int | None:
+    """The batch size an ONNX student's graph fixes (OnnxModule), None for any other."""
+    return getattr(student, "fixed_batch", None)
 
 
 def distillation_loss(
@@ -477,10 +487,11 @@ def predictions(
     student: torch.nn.Module, split: Split, input_names: Sequence[str]
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """(positions, student output) over `split` in chunks, in eval mode without gradients."""
+    chunk = _fixed_batch(student) or 256
     student.eval()
     with torch.no_grad():
-        for start in range(0, len(split), 256):
-            index = np.arange(start, min(start + 256, len(split)))
+        for start in range(0, len(split), chunk):
+            index = np.arange(start, min(start + chunk, len(split)))
             inputs, _, _ = batch(split, input_names, index)
             yield index, first_tensor(student(*inputs))
 

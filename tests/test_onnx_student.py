@@ -281,18 +281,29 @@ def test_recovery_loss_follows_the_outputs(tmp_path):
     assert recovery_loss(load_model(tmp_path / "logits.onnx"), data) == "mse"
 
 
-def test_recovery_batches_follow_a_fixed_batch_size(tmp_path):
-    """A graph whose input fixes the batch size usually fixes it in its reshapes too, so
-    its torch conversion can only train on batches of that size."""
-    from onnxsmith.exporter.recover import batch_size
-
-    data = write_data(tmp_path / "data", digits(32), per_file=1)
-    model = tiny_cnn(tmp_path / "m.onnx")
-    assert batch_size(load_model(model), data) == 64
-    fixed = onnx.load(model)
-    fixed.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
-    onnx.save(fixed, tmp_path / "fixed.onnx")
-    assert batch_size(load_model(tmp_path / "fixed.onnx"), data) == 1
+@pytest.mark.slow  # a short training at batch 1
+def test_a_graph_that_fixes_its_batch_size_is_recovered_at_that_size(tmp_path):
+    """ddddocr's detector declares batch 1 and bakes it into a Reshape: its torch conversion
+    can only run batches of one, so recovery trains and evaluates at that size."""
+    model = onnx.load(tiny_cnn(tmp_path / "any.onnx"))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    flatten = next(i for i, n in enumerate(model.graph.node) if n.op_type == "Flatten")
+    model.graph.node[flatten].CopyFrom(helper.make_node("Reshape", ["gap", "one_row"], ["flat"]))
+    model.graph.initializer.append(numpy_helper.from_array(np.array([1, 32]), "one_row"))
+    onnx.save(model, tmp_path / "fixed.onnx")
+    assert OnnxModule(load_model(tmp_path / "fixed.onnx"), "fixed").fixed_batch == 1
+    data = write_data(tmp_path / "data", digits(40), per_file=1)
+    settings = RecoverSettings(data, time_budget=60, epochs=2)
+    report = prune_file(
+        tmp_path / "fixed.onnx",
+        tmp_path / "p.onnx",
+        UNREFIT,
+        calib=data,
+        recover=lambda a, b: recover_pruned(a, b, settings),
+    )
+    assert report.recovery is not None
+    assert report.recovery.training["stop_reason"] == "reached --epochs 2"
+    assert report.agreement.cosine > report.recovery.before.cosine
 
 
 def test_a_probability_map_is_recovered_with_bce_and_dice(tmp_path):
