@@ -367,13 +367,7 @@ def compare(
     inputs = split.inputs()
     sessions = [create_session(p) for p in (*ensemble.paths, student_path)]
     index = [o.name for o in sessions[-1].get_outputs()].index(ensemble.output.name)
-    student = predict(
-        sessions[-1],
-        inputs,
-        output=index,
-        batch_size=fixed_batch(ensemble.inputs) or 256,
-        label=str(student_path),
-    )
+    student = predict(sessions[-1], inputs, output=index, label=str(student_path))
     targets, labels = split.targets(), split.hard_labels()
     latencies = _latencies(sessions, inputs, ensemble, latency_runs)
     sizes = [_size(p) for p in (*ensemble.paths, student_path)]

@@ -20,21 +20,20 @@ Measured (bench/RESULTS.md): NudeNet YOLOv8n F1 0.708 → 0.792 on a fixed plan 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import onnx_ir as ir
 import torch
 from onnxsmith.runtime.input_stats import with_outputs
+from onnxsmith.runtime.predict import stacked_feeds
 from onnxsmith.runtime.session import create_session, run
-
-from onnxsmith.signature import fixed_batch, input_specs
 
 HINT_OPS = ("Conv",)
 MAX_FLOATS_PER_SAMPLE = 500_000  # hint values stored per training sample (float16)
 MAX_BYTES = 512 << 20  # hint values stored for the whole training set
 PROBE_SAMPLES = 16  # samples the channel pairing is computed on
-DEFAULT_CHUNK = 16  # samples per teacher run when the model takes any batch size
+CHUNK = 16  # samples per run when the model takes any batch size (all Conv outputs come back)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +121,7 @@ def _values(
     outputs = [o.name for o in session.get_outputs()]
     wanted = set(names)
     collected: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    for feed in _chunks(model, inputs):
+    for feed in stacked_feeds(session, inputs, CHUNK):
         for name, value in zip(outputs, run(session, feed, "feature hints"), strict=True):
             if name in wanted:
                 collected[name].append(value)
@@ -138,7 +137,7 @@ def _targets(
     samples = len(next(iter(inputs.values())))
     targets: dict[str, np.ndarray] = {}
     start = 0
-    for feed in _chunks(original, inputs):
+    for feed in stacked_feeds(session, inputs, CHUNK):
         values = dict(zip(outputs, run(session, feed, "feature hints"), strict=True))
         for name, index in channels.items():
             part = values[name][:, index].astype(np.float16)
@@ -147,13 +146,6 @@ def _targets(
             targets[name][start : start + len(part)] = part
         start += len(next(iter(feed.values())))
     return targets
-
-
-def _chunks(model: ir.Model, inputs: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-    """`inputs` in runs the model accepts: its fixed batch size, or `DEFAULT_CHUNK`."""
-    size = fixed_batch(input_specs(model)) or DEFAULT_CHUNK
-    for start in range(0, len(next(iter(inputs.values()))), size):
-        yield {n: np.asarray(a[start : start + size]) for n, a in inputs.items()}
 
 
 def _correlations(student: np.ndarray, teacher: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 import numpy as np
 import onnx_ir as ir
@@ -44,7 +45,14 @@ def _spec(value: ir.Value) -> TensorSpec:
     return TensorSpec(name=value.name or "", dtype=dtype, shape=shape)
 
 
-def fixed_batch(specs: Iterable[TensorSpec]) -> int | None:
+class Shaped(Protocol):
+    """Anything with a shape: a `TensorSpec`, an ONNX Runtime session's input."""
+
+    @property
+    def shape(self) -> Sequence[Dim] | None: ...
+
+
+def fixed_batch(specs: Iterable[Shaped]) -> int | None:
     """The leading dim of the first spec that fixes it (None: every spec takes any batch)."""
     return next((s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)), None)
 
