@@ -65,6 +65,45 @@ def elementwise_only() -> ir.Model:
     return ir.from_proto(proto)
 
 
+# Three MatMul branches summed: one wide (64 inputs, 8x the compute) and two narrow (4 inputs).
+# Each branch's input has an outlier channel (its weight row scaled down to match), so each
+# costs accuracy in static int8; with these outliers the wide branch costs the most.
+BRANCH_WIDTHS = (64, 4, 4)
+BRANCH_OUTLIERS = (32.0, 26.0, 26.0)
+
+
+def branches() -> ir.Model:
+    """x0[batch, 64], x1[batch, 4], x2[batch, 4] → MatMul fc0/fc1/fc2 → Sum → y[batch, 8]."""
+    rng = np.random.default_rng(0)
+    inits, nodes, inputs = [], [], []
+    for i, (width, outlier) in enumerate(zip(BRANCH_WIDTHS, BRANCH_OUTLIERS, strict=True)):
+        weight = rng.normal(0, 1 / np.sqrt(width), (width, 8)).astype(np.float32)
+        weight[0] /= outlier
+        inits.append(numpy_helper.from_array(weight, f"w{i}"))
+        inputs.append(helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, ["batch", width]))
+        nodes.append(helper.make_node("MatMul", [f"x{i}", f"w{i}"], [f"y{i}"], name=f"fc{i}"))
+    nodes.append(helper.make_node("Sum", ["y0", "y1", "y2"], ["y"], name="sum"))
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])
+    graph = helper.make_graph(nodes, "branches", inputs, [output], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(proto)
+    return ir.from_proto(proto)
+
+
+def branch_feeds(count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Feeds for `branches`: normal inputs with each branch's outlier channel."""
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for _ in range(count):
+        feed = {}
+        for i, (width, outlier) in enumerate(zip(BRANCH_WIDTHS, BRANCH_OUTLIERS, strict=True)):
+            x = rng.normal(0, 1, (16, width)).astype(np.float32)
+            x[:, 0] *= outlier
+            feed[f"x{i}"] = x
+        feeds.append(feed)
+    return feeds
+
+
 def sequence_feeds(count: int, seed: int = 0, *, width: int = 16) -> list[dict[str, np.ndarray]]:
     """Feeds for `mlp` with varying batch and sequence length (as tokenized text has)."""
     rng = np.random.default_rng(seed)

@@ -26,11 +26,13 @@ from onnxsmith.runtime.calibrate import calibrate, channel_means
 from onnxsmith.runtime.input_stats import collect_weight_hessians
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
-from quant_models import digit_feeds, mlp, sequence_feeds
+from quant_models import branch_feeds, branches, digit_feeds, mlp, sequence_feeds
 
 from onnxsmith.errors import PassError
+from onnxsmith.linear import constant
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
+from onnxsmith.quantize.cost import multiply_accumulates
 from onnxsmith.quantize.search import Search, SearchSettings, clone
 from onnxsmith.samples import tiny_cnn
 
@@ -320,6 +322,51 @@ def test_isolated_ranking_puts_the_outlier_layer_first():
     order = search.rank(plan, model, search.build(plan, model, table), table)
     assert order[0] == "fc2"
     assert search.isolated["fc2", "static"] > 10 * search.isolated[order[-1], "static"]
+
+
+def test_multiply_accumulates_count_each_compute_node_on_the_feed():
+    """tiny_cnn on a batch of 8 digits: conv1 3x3 over 1 channel into 16x8x8, conv2 3x3 over 16
+    channels into 32x4x4 (stride 2), the Gemm 32 inputs into 10 logits."""
+    model = prepared(tiny_cnn())
+    by_weight = {
+        constant(node.inputs[1]).shape: node.name
+        for node in model.graph
+        if node.op_type in ("Conv", "Gemm")
+    }
+    macs = multiply_accumulates(model, list(by_weight.values()), EVAL[0])
+    assert macs == {
+        by_weight[16, 1, 3, 3]: 8 * 16 * 8 * 8 * 9,
+        by_weight[32, 16, 3, 3]: 8 * 32 * 4 * 4 * 16 * 9,
+        by_weight[10, 32]: 8 * 10 * 32,
+    }
+
+
+def test_fallback_by_error_per_mac_keeps_the_wide_branch_in_int8():
+    """Three summed MatMul branches, the wide one (8x the compute of a narrow one) with the
+    largest error: ranked by error, the fallback returns the wide branch to float; ranked by
+    error per multiply-accumulate, it returns the two narrow ones, which also fits. The search
+    keeps the second plan: 1,024 multiply-accumulates per feed in float instead of 8,192."""
+    model = prepared(branches())
+    feeds = branch_feeds(6)
+    candidates = find_candidates(model)
+    settings = SearchSettings(latency_aware=False, smoothquant="off", method="minmax",
+                              weight_rounding=False, range_search=False)  # fmt: skip
+    evalset = EvalSet(model, feeds[3:], "cosine", tolerance=0.01)
+    search = Search(model, candidates, lambda: iter(feeds[:3]), evalset, settings, Reporter(False))
+    nodes = [c.node for c in candidates]
+    table = search.tables(model, nodes)["minmax"]
+    plan = QuantPlan(dict.fromkeys(nodes, "static"))
+    score = evalset.score(search.build(plan, model, table))
+    assert not score.met
+    ladders = dict.fromkeys(nodes, ("static",))
+    by_error = search.step_down(plan, ladders, model, table, score, per_mac=False)
+    assert dict(by_error[0].modes) == {"fc1": "static", "fc2": "static"} and by_error[1].met
+    assert max(search.isolated, key=search.isolated.__getitem__) == ("fc0", "static")
+
+    kept_plan, kept_score, _ = search.fall_back(plan, ladders, model, table, score)
+    assert dict(kept_plan.modes) == {"fc0": "static"} and kept_score.met
+    assert search.multiply_accumulates(model) == {"fc0": 8192.0, "fc1": 512.0, "fc2": 512.0}
+    assert any("per MAC" in t.label for t in search.trials)
 
 
 def test_search_keeps_bias_correction_where_it_lowers_the_loss():

@@ -14,6 +14,8 @@
 5. Fallback: each int8 node's error in isolation (it alone in int8, error at the model's output,
    see `isolation.py`) ranks the nodes; the most sensitive ones step down their ladder
    (static → dynamic → fp32), the smallest such set found by bisection on the real metric.
+   Ranked once by error and once by error per multiply-accumulate (`cost.py`); the plan that
+   leaves less compute off its fastest rung is kept.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from onnxsmith.passes.quantize import (
 )
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
+from onnxsmith.quantize.cost import multiply_accumulates
 from onnxsmith.quantize.isolation import output_noise
 from onnxsmith.quantize.latency import CONFIDENCE_BUDGET
 from onnxsmith.quantize.sensitivity import layer_errors
@@ -209,6 +212,7 @@ class Search:
         self.hessians: WeightHessians | None = None  # set when weight rounding is kept
         self.isolated: dict[tuple[str, str], float] = {}
         self.range_options: dict[str, CalibrationTable] = {}  # candidate ranges per tensor
+        self.macs: dict[str, float] | None = None  # each candidate's multiply-accumulates
 
     # -- building and scoring -------------------------------------------------------------
 
@@ -634,10 +638,53 @@ class Search:
         table: CalibrationTable | None,
         score: Score,
     ) -> tuple[QuantPlan, Score, ir.Model]:
-        """Steps the most sensitive nodes down their ladders until the loss fits."""
+        """Steps the most sensitive nodes down their ladders until the loss fits.
+
+        With the isolated ranking, sensitivity is taken twice: as the error, and as the error
+        per multiply-accumulate (see `cost.py`); of the two plans that fit, the one leaving
+        less compute off its fastest rung is kept.
+        """
+        if self.settings.ranking == "accumulated":
+            return self.step_down(plan, ladders, base, table, score, per_mac=False)
+        found = [
+            self.step_down(plan, ladders, base, table, score, per_mac=per_mac)
+            for per_mac in (False, True)
+        ]
+        macs = self.multiply_accumulates(base)
+
+        def slowed(candidate: tuple[QuantPlan, Score, ir.Model]) -> float:
+            modes = candidate[0].modes
+            return sum(
+                macs[n] for n, rungs in ladders.items() if rungs and modes.get(n) != rungs[0]
+            )
+
+        by_error, per_mac = (slowed(f) for f in found)
+        kept = min((f for f in found if f[1].met), key=slowed, default=found[0])
+        self.reporter.phase(
+            f"fallback kept {'per MAC' if kept is found[1] else 'by error'}: multiply-accumulates "
+            f"off their fastest rung {per_mac:.3g} ranked per MAC, {by_error:.3g} by error"
+        )
+        return kept
+
+    def step_down(
+        self,
+        plan: QuantPlan,
+        ladders: Mapping[str, tuple[str, ...]],
+        base: ir.Model,
+        table: CalibrationTable | None,
+        score: Score,
+        *,
+        per_mac: bool,
+    ) -> tuple[QuantPlan, Score, ir.Model]:
+        """One fallback: the smallest prefix of the ranking, found by bisection."""
         model = self.build(plan, base, table)
+        what = "most sensitive per MAC" if per_mac else "most sensitive"
         while not score.met and plan.modes:
             order = self.rank(plan, base, model, table)
+            if per_mac:
+                macs = self.multiply_accumulates(base)
+                errors = {n: self.isolated[n, plan.modes[n]] for n in order}
+                order = sorted(order, key=lambda n: errors[n] / max(macs[n], 1.0), reverse=True)
             steps = [(n, _next_rung(ladders[n], plan.modes[n])) for n in order]
             everything = plan.with_modes(dict(steps))
             all_score, all_model = self.evaluate(
@@ -652,7 +699,7 @@ class Search:
                 middle = (low + high) // 2
                 trial = plan.with_modes(dict(steps[:middle]))
                 trial_score, trial_model = self.evaluate(
-                    trial, base, table, f"fallback: {middle} most sensitive one step down"
+                    trial, base, table, f"fallback: {middle} {what} one step down"
                 )
                 if trial_score.met:
                     high, found = middle, (trial, trial_score, trial_model)
@@ -661,6 +708,12 @@ class Search:
             plan, score, model = found
         return plan, score, model
 
+    def multiply_accumulates(self, base: ir.Model) -> dict[str, float]:
+        """Each candidate's compute on the first eval feed (measured once)."""
+        if self.macs is None:
+            self.macs = multiply_accumulates(base, list(self.candidates), self.evalset.feeds[0])
+        return self.macs
+
     def rank(
         self, plan: QuantPlan, base: ir.Model, model: ir.Model, table: CalibrationTable | None
     ) -> list[str]:
@@ -668,7 +721,8 @@ class Search:
         if self.settings.ranking == "accumulated":
             return self.rank_accumulated(plan, base, model)
         todo = [(n, m) for n, m in plan.modes.items() if (n, m) not in self.isolated]
-        self.reporter.phase(f"ranking {len(plan.modes)} int8 nodes by their error in isolation")
+        if todo:
+            self.reporter.phase(f"ranking {len(plan.modes)} int8 nodes by their error in isolation")
         with self.reporter.bar("one layer in int8", len(todo)) as tick:
             for name, mode in todo:
                 self.isolated[name, mode] = self.isolated_error(name, mode, base, table)
