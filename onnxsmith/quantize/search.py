@@ -95,6 +95,7 @@ RANKINGS = ("isolated", "accumulated")
 _MIN_ROUNDS = 6
 
 FeedSource = Callable[[], Iterator[Feed]]
+Fallback = tuple[QuantPlan, Score, ir.Model]  # a plan, its score and its model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -641,8 +642,9 @@ class Search:
         """Steps the most sensitive nodes down their ladders until the loss fits.
 
         With the isolated ranking, sensitivity is taken twice: as the error, and as the error
-        per multiply-accumulate (see `cost.py`); of the two plans that fit, the one leaving
-        less compute off its fastest rung is kept.
+        per multiply-accumulate (see `cost.py`). Of two different plans that fit, the one
+        measured faster here is kept, the more accurate where the timing cannot tell them
+        apart; without latency awareness, the one leaving less compute off its fastest rung.
         """
         if self.settings.ranking == "accumulated":
             return self.step_down(plan, ladders, base, table, score, per_mac=False)
@@ -650,19 +652,50 @@ class Search:
             self.step_down(plan, ladders, base, table, score, per_mac=per_mac)
             for per_mac in (False, True)
         ]
+        by_error, per_mac = found
+        if not (by_error[1].met and per_mac[1].met) or by_error[0].modes == per_mac[0].modes:
+            return by_error if by_error[1].met or not per_mac[1].met else per_mac
+        if self.settings.latency_aware:
+            return self.faster(by_error, per_mac)
         macs = self.multiply_accumulates(base)
 
-        def slowed(candidate: tuple[QuantPlan, Score, ir.Model]) -> float:
+        def slowed(candidate: Fallback) -> float:
             modes = candidate[0].modes
             return sum(
                 macs[n] for n, rungs in ladders.items() if rungs and modes.get(n) != rungs[0]
             )
 
-        by_error, per_mac = (slowed(f) for f in found)
-        kept = min((f for f in found if f[1].met), key=slowed, default=found[0])
+        kept = per_mac if slowed(per_mac) < slowed(by_error) else by_error
         self.reporter.phase(
-            f"fallback kept {'per MAC' if kept is found[1] else 'by error'}: multiply-accumulates "
-            f"off their fastest rung {per_mac:.3g} ranked per MAC, {by_error:.3g} by error"
+            f"fallback kept {'per MAC' if kept is per_mac else 'by error'}: multiply-accumulates "
+            f"off their fastest rung {slowed(per_mac):.3g} ranked per MAC, "
+            f"{slowed(by_error):.3g} by error"
+        )
+        return kept
+
+    def faster(self, by_error: Fallback, per_mac: Fallback) -> Fallback:
+        """The faster of two fitting plans, timed against each other over the shape buckets;
+        the more accurate when the 95 % interval of the ratio contains 1."""
+        job = BucketJob(
+            (by_error[2], per_mac[2]),
+            shape_buckets(self.evalset.feeds),
+            decide=((1, 0),),
+            seconds=self.settings.probe_seconds,
+            max_seconds=self.settings.probe_seconds * CONFIDENCE_BUDGET,
+            threads=self.settings.threads,
+            warmup=1,
+            min_rounds=_MIN_ROUNDS,
+        )
+        ratio, low, high = self.timer.time_buckets(job).ratio(1, 0)
+        if high < 1.0 or low > 1.0:
+            kept = per_mac if high < 1.0 else by_error
+            why = "faster"
+        else:
+            kept = per_mac if per_mac[1].loss < by_error[1].loss else by_error
+            why = "as fast and more accurate"
+        self.reporter.phase(
+            f"fallback ranked per MAC runs {ratio:.2f}x (95% CI {low:.2f}-{high:.2f}) the plan "
+            f"ranked by error; kept {'per MAC' if kept is per_mac else 'by error'} ({why})"
         )
         return kept
 
