@@ -26,7 +26,7 @@ from onnxsmith.runtime.calibrate import calibrate, channel_means
 from onnxsmith.runtime.input_stats import collect_weight_hessians
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
-from quant_models import branch_feeds, branches, digit_feeds, mlp, sequence_feeds
+from quant_models import branch_feeds, branches, digit_feeds, embedding, mlp, sequence_feeds
 
 from onnxsmith.errors import PassError
 from onnxsmith.linear import constant
@@ -367,6 +367,32 @@ def test_fallback_by_error_per_mac_keeps_the_wide_branch_in_int8():
     assert dict(kept_plan.modes) == {"fc0": "static"} and kept_score.met
     assert search.multiply_accumulates(model) == {"fc0": 8192.0, "fc1": 512.0, "fc2": 512.0}
     assert any("per MAC" in t.label for t in search.trials)
+    assert search.fallback_choice.startswith("fallback kept per MAC")
+
+
+def test_fallback_per_mac_keeps_an_embedding_table_in_int8():
+    """An int8 lookup table saves size, not time: ranked per multiply-accumulate its few
+    output values would send it back to float first (error 2.6e-5 over 1,536 values against
+    the MatMul's 1.3e-4 over 12,288); it steps down after every compute node instead, so
+    returning the MatMul alone fits and the table stays int8."""
+    model = prepared(embedding())
+    rng = np.random.default_rng(0)
+    feeds = [{"ids": rng.integers(0, 128, (2, 12)).astype(np.int64)} for _ in range(6)]
+    settings = SearchSettings(latency_aware=False, smoothquant="off")
+    evalset = EvalSet(model, feeds[3:], "cosine", tolerance=3e-5)
+    search = Search(
+        model, find_candidates(model), lambda: iter(feeds[:3]), evalset, settings, Reporter(False)
+    )
+    plan = QuantPlan({"embed": "weight-only", "fc": "dynamic"})
+    ladders = {"embed": ("weight-only",), "fc": ("dynamic",)}
+    score = evalset.score(search.build(plan, model, None))
+    assert not score.met
+    kept, kept_score, _ = search.step_down(plan, ladders, model, None, score, per_mac=True)
+    assert dict(kept.modes) == {"embed": "weight-only"} and kept_score.met
+    macs = search.multiply_accumulates(model)
+    assert search.isolated["embed", "weight-only"] / macs["embed"] > (
+        search.isolated["fc", "dynamic"] / macs["fc"]
+    )
 
 
 def test_search_keeps_bias_correction_where_it_lowers_the_loss():

@@ -96,6 +96,7 @@ class QuantizeReport:
                 for t in result.timings
             ],
             "trials": [dataclasses.asdict(t) for t in result.trials],
+            "fallback": result.fallback,
             "frontier": [dataclasses.asdict(p) for p in self.frontier],
             "layers": [_finite(dataclasses.asdict(row)) for row in self.layers],
             "prepare": self.pipeline.as_dict(),
@@ -181,6 +182,7 @@ class QuantizeReport:
         lines += ["", "## Search", "", "| step | loss / tolerance | static | dynamic |"]
         lines.append("|---|---:|---:|---:|")
         lines += [f"| {t.label} | {t.loss:.4g} | {t.static} | {t.dynamic} |" for t in r.trials]
+        lines += ["", r.fallback] if r.fallback else []
         if self.frontier:
             lines += ["", "## Frontier: fidelity against latency of every configuration tried", ""]
             lines += ["![frontier](frontier.svg)", "", *frontier_rows(self.frontier)]

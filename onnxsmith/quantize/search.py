@@ -171,6 +171,7 @@ class SearchResult:
     weights_rounded: int = 0  # static nodes whose weights were rounded on calibration data
     companions: str = "all"  # which neighbours joined the int8 chains (plan.COMPANIONS)
     trial_models: tuple[tuple[Trial, ir.Model], ...] = ()  # with keep_trials: int8 ones only
+    fallback: str = ""  # which of the two fallback plans was kept, and why
 
 
 def clone(model: ir.Model) -> ir.Model:
@@ -214,6 +215,7 @@ class Search:
         self.isolated: dict[tuple[str, str], float] = {}
         self.range_options: dict[str, CalibrationTable] = {}  # candidate ranges per tensor
         self.macs: dict[str, float] | None = None  # each candidate's multiply-accumulates
+        self.fallback_choice = ""  # set when two different fallback plans fit
 
     # -- building and scoring -------------------------------------------------------------
 
@@ -438,6 +440,7 @@ class Search:
             ),
             companions=self.companions,
             trial_models=tuple(self.trial_models),
+            fallback=self.fallback_choice,
         )
 
     def choose_method(
@@ -666,11 +669,12 @@ class Search:
             )
 
         kept = per_mac if slowed(per_mac) < slowed(by_error) else by_error
-        self.reporter.phase(
+        self.fallback_choice = (
             f"fallback kept {'per MAC' if kept is per_mac else 'by error'}: multiply-accumulates "
             f"off their fastest rung {slowed(per_mac):.3g} ranked per MAC, "
             f"{slowed(by_error):.3g} by error"
         )
+        self.reporter.phase(self.fallback_choice)
         return kept
 
     def faster(self, by_error: Fallback, per_mac: Fallback) -> Fallback:
@@ -693,10 +697,12 @@ class Search:
         else:
             kept = per_mac if per_mac[1].loss < by_error[1].loss else by_error
             why = "as fast and more accurate"
-        self.reporter.phase(
+        self.fallback_choice = (
             f"fallback ranked per MAC runs {ratio:.2f}x (95% CI {low:.2f}-{high:.2f}) the plan "
-            f"ranked by error; kept {'per MAC' if kept is per_mac else 'by error'} ({why})"
+            f"ranked by error on {self.timer.where}; kept "
+            f"{'per MAC' if kept is per_mac else 'by error'} ({why})"
         )
+        self.reporter.phase(self.fallback_choice)
         return kept
 
     def step_down(
@@ -716,8 +722,16 @@ class Search:
             order = self.rank(plan, base, model, table)
             if per_mac:
                 macs = self.multiply_accumulates(base)
-                errors = {n: self.isolated[n, plan.modes[n]] for n in order}
-                order = sorted(order, key=lambda n: errors[n] / max(macs[n], 1.0), reverse=True)
+                # a lookup table's int8 saves size, not time: it steps down after every
+                # compute node here
+                rates = {
+                    n: (
+                        plan.modes[n] != WEIGHT_ONLY,
+                        self.isolated[n, plan.modes[n]] / max(macs[n], 1.0),
+                    )
+                    for n in order
+                }
+                order = sorted(order, key=rates.__getitem__, reverse=True)
             steps = [(n, _next_rung(ladders[n], plan.modes[n])) for n in order]
             everything = plan.with_modes(dict(steps))
             all_score, all_model = self.evaluate(
