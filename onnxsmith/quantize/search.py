@@ -332,16 +332,7 @@ class Search:
             f"latency probe on {self.timer.where}: timing fp32 against {len(configs)} int8 "
             "configurations, interleaved"
         )
-        job = BucketJob(
-            tuple(models),
-            shape_buckets(self.evalset.feeds),
-            decide=tuple((i + 1, 0) for i in range(len(configs))),
-            seconds=self.settings.probe_seconds,
-            max_seconds=self.settings.probe_seconds * CONFIDENCE_BUDGET,
-            threads=threads,
-            warmup=1,
-            min_rounds=_MIN_ROUNDS,
-        )
+        job = self.timing_job(models, decide=tuple((i + 1, 0) for i in range(len(configs))))
         timing = self.timer.time_buckets(job)
         index = {config: i + 1 for i, config in enumerate(configs)}
         ratios: dict[str, dict[str, tuple[float, float, float]]] = {g: {} for g in groups}
@@ -361,6 +352,22 @@ class Search:
             shown = ", ".join(f"{m} {r[0]:.2f}x" for m, r in ratios[group].items())
             self.reporter.phase(f"  {group} ×{len(members)}: {shown} → {kept or 'fp32'}")
         return tuple(timings)
+
+    def timing_job(
+        self, models: Sequence[ir.Model], decide: tuple[tuple[int, int], ...]
+    ) -> BucketJob:
+        """`models` timed interleaved over the eval set's shape buckets, within the probe's
+        budget, until each (candidate, baseline) pair of `decide` is told apart."""
+        return BucketJob(
+            tuple(models),
+            shape_buckets(self.evalset.feeds),
+            decide=decide,
+            seconds=self.settings.probe_seconds,
+            max_seconds=self.settings.probe_seconds * CONFIDENCE_BUDGET,
+            threads=self.settings.threads,
+            warmup=1,
+            min_rounds=_MIN_ROUNDS,
+        )
 
     # -- step 2: calibration --------------------------------------------------------------
 
@@ -641,7 +648,7 @@ class Search:
         base: ir.Model,
         table: CalibrationTable | None,
         score: Score,
-    ) -> tuple[QuantPlan, Score, ir.Model]:
+    ) -> Fallback:
         """Steps the most sensitive nodes down their ladders until the loss fits.
 
         With the isolated ranking, sensitivity is taken twice: as the error, and as the error
@@ -680,16 +687,7 @@ class Search:
     def faster(self, by_error: Fallback, per_mac: Fallback) -> Fallback:
         """The faster of two fitting plans, timed against each other over the shape buckets;
         the more accurate when the 95 % interval of the ratio contains 1."""
-        job = BucketJob(
-            (by_error[2], per_mac[2]),
-            shape_buckets(self.evalset.feeds),
-            decide=((1, 0),),
-            seconds=self.settings.probe_seconds,
-            max_seconds=self.settings.probe_seconds * CONFIDENCE_BUDGET,
-            threads=self.settings.threads,
-            warmup=1,
-            min_rounds=_MIN_ROUNDS,
-        )
+        job = self.timing_job([by_error[2], per_mac[2]], decide=((1, 0),))
         ratio, low, high = self.timer.time_buckets(job).ratio(1, 0)
         if high < 1.0 or low > 1.0:
             kept = per_mac if high < 1.0 else by_error
@@ -714,7 +712,7 @@ class Search:
         score: Score,
         *,
         per_mac: bool,
-    ) -> tuple[QuantPlan, Score, ir.Model]:
+    ) -> Fallback:
         """One fallback: the smallest prefix of the ranking, found by bisection."""
         model = self.build(plan, base, table)
         what = "most sensitive per MAC" if per_mac else "most sensitive"
