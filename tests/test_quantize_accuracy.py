@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 from onnxsmith.passes.quantize import (
     CorrectBiasPass,
     FakeQuantizePass,
@@ -339,6 +340,22 @@ def test_multiply_accumulates_count_each_compute_node_on_the_feed():
         by_weight[32, 16, 3, 3]: 8 * 32 * 4 * 4 * 16 * 9,
         by_weight[10, 32]: 8 * 10 * 32,
     }
+
+
+def test_multiply_accumulates_read_a_constant_first_input():
+    """A MatMul whose first input is a constant (A[4, 8] @ x[8, n]) is a static candidate; its
+    contraction length comes from the constant, which cannot be observed in a run."""
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["A", "x"], ["y"], name="mm")],
+        "constant_first",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, "n"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, "n"])],
+        [numpy_helper.from_array(np.ones((4, 8), np.float32), "A")],
+    )
+    model = ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert [c.node for c in find_candidates(model)] == ["mm"]
+    feed = {"x": np.ones((8, 5), np.float32)}
+    assert multiply_accumulates(model, ["mm"], feed) == {"mm": 4 * 5 * 8}
 
 
 def test_fallback_by_error_per_mac_keeps_the_wide_branch_in_int8():
