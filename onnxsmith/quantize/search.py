@@ -14,8 +14,8 @@
 5. Fallback: each int8 node's error in isolation (it alone in int8, error at the model's output,
    see `isolation.py`) ranks the nodes; the most sensitive ones step down their ladder
    (static → dynamic → fp32), the smallest such set found by bisection on the real metric.
-   Ranked once by error and once by error per multiply-accumulate (`cost.py`); the plan that
-   leaves less compute off its fastest rung is kept.
+   Ranked once by error and once by error per multiply-accumulate (`cost.py`); of two plans
+   that fit, the one measured faster here is kept (see `Search.fall_back`).
 """
 
 from __future__ import annotations
@@ -658,11 +658,8 @@ class Search:
         """
         if self.settings.ranking == "accumulated":
             return self.step_down(plan, ladders, base, table, score, per_mac=False)
-        found = [
-            self.step_down(plan, ladders, base, table, score, per_mac=per_mac)
-            for per_mac in (False, True)
-        ]
-        by_error, per_mac = found
+        by_error = self.step_down(plan, ladders, base, table, score, per_mac=False)
+        per_mac = self.step_down(plan, ladders, base, table, score, per_mac=True)
         if not (by_error[1].met and per_mac[1].met) or by_error[0].modes == per_mac[0].modes:
             return by_error if by_error[1].met or not per_mac[1].met else per_mac
         if self.settings.latency_aware:
