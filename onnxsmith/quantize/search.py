@@ -216,6 +216,10 @@ class Search:
         self.range_options: dict[str, CalibrationTable] = {}  # candidate ranges per tensor
         self.macs: dict[str, float] | None = None  # each candidate's multiply-accumulates
         self.fallback_choice = ""  # set when two different fallback plans fit
+        # "all one step down" scored per (base, table, plan), shared by the two rankings
+        self.all_down: dict[
+            tuple[int, int, frozenset[tuple[str, str]]], tuple[Score, ir.Model]
+        ] = {}
 
     # -- building and scoring -------------------------------------------------------------
 
@@ -729,9 +733,13 @@ class Search:
                 order = sorted(order, key=rates.__getitem__, reverse=True)
             steps = [(n, _next_rung(ladders[n], plan.modes[n])) for n in order]
             everything = plan.with_modes(dict(steps))
-            all_score, all_model = self.evaluate(
-                everything, base, table, f"fallback: all {len(order)} one step down"
-            )
+            # the same plan whatever the order: the second ranking reuses the first's score
+            key = (id(base), id(table), frozenset(everything.modes.items()))
+            if key not in self.all_down:
+                self.all_down[key] = self.evaluate(
+                    everything, base, table, f"fallback: all {len(order)} one step down"
+                )
+            all_score, all_model = self.all_down[key]
             if not all_score.met:
                 plan, score, model = everything, all_score, all_model
                 continue
