@@ -134,6 +134,7 @@ def recover_pruned(
         "stop_reason": training.stop_reason,
         "watched": training.metric,
         "lr": training.lr,
+        "lr_source": training.lr_source,
         "loss": config.loss,
         "step_mode": training.step_mode,
         "hints": report.hints,

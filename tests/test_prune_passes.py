@@ -19,8 +19,10 @@ from onnx_ir.passes.common import ShapeInferencePass
 from onnxsmith.passes.cleanup import cleanup_passes
 from onnxsmith.passes.prune import (
     ChannelPlan,
+    GroupCost,
     PruneChannelsPass,
     PruneMagnitudePass,
+    Sensitivity,
     analyze_channels,
     plan_channels,
     unit_scores,
@@ -282,3 +284,61 @@ class TestPruneMagnitudePass:
     def test_bad_options_raise(self, kwargs, message):
         with pytest.raises(PassError, match=message):
             PruneMagnitudePass(**kwargs)
+
+
+class TestSensitivityAllocation:
+    """`plan_channels` with measured costs: channels go where the error grows least."""
+
+    def test_error_curve_is_monotone_and_linear_between_and_beyond_measurements(self):
+        cost = GroupCost(removed=(8, 16), error=(0.4, 0.2), macs_per_unit=1.0)
+        assert cost.error_at(0) == 0.0
+        assert cost.error_at(4) == pytest.approx(0.2)
+        assert cost.error_at(16) == pytest.approx(0.4)  # a noisy dip does not count as a gain
+        cost = GroupCost(removed=(8, 16), error=(0.1, 0.3), macs_per_unit=1.0)
+        assert cost.error_at(12) == pytest.approx(0.2)
+        assert cost.error_at(24) == pytest.approx(0.5)
+
+    def test_sensitive_group_keeps_its_channels_and_both_targets_are_met(self):
+        analysis = analyze_channels(cleaned("mobilenet"))
+        scores = unit_scores(analysis, "l1")
+        groups = [g for g in analysis.groups if not g.skipped]
+        uniform, _ = plan_channels(analysis, scores, 0.3, 8)
+        pruned = [g for g in groups if len(uniform.keep[g.name]) < g.units]
+        assert len(pruned) >= 3
+        sensitive, cheap = pruned[0], pruned[1]
+        # the sensitive group: large error for any unit; `cheap`: free but saves no compute
+        costs = {
+            g.name: GroupCost(
+                removed=(g.units // 4, g.units // 2),
+                error=(1.0, 2.0) if g is sensitive else (0.0, 0.0) if g is cheap else (0.01, 0.02),
+                macs_per_unit=0.0 if g is cheap else 100.0,
+            )
+            for g in pruned
+        }
+        total_macs = 100.0 * sum(g.units for g in pruned)
+        plan, decisions = plan_channels(
+            analysis, scores, 0.3, 8, sensitivity=Sensitivity(costs, total_macs)
+        )
+        removed = {g.name: g.units - len(plan.keep[g.name]) for g in groups}
+        assert removed[sensitive.name] == 0
+        assert removed[cheap.name] > cheap.units - len(uniform.keep[cheap.name])
+        channels = sum(g.width * removed[g.name] for g in groups)
+        assert channels >= round(0.3 * sum(g.channels for g in groups))
+        uniform_macs = sum(
+            costs[g.name].macs_per_unit * (g.units - len(uniform.keep[g.name])) for g in pruned
+        )
+        macs = sum(costs[g.name].macs_per_unit * removed[g.name] for g in pruned)
+        assert macs >= min(0.3 * total_macs, uniform_macs)
+        for decision in decisions:
+            if decision.status == "pruned":
+                assert decision.kept % 8 == 0
+
+    def test_without_measured_costs_a_group_keeps_everything(self):
+        analysis = analyze_channels(cleaned("resnet"))
+        scores = unit_scores(analysis, "l1")
+        groups = [g for g in analysis.groups if not g.skipped]
+        measured = groups[1:]
+        costs = {g.name: GroupCost((g.units // 2,), (0.1,), 10.0) for g in measured}
+        plan, _ = plan_channels(analysis, scores, 0.3, 8, sensitivity=Sensitivity(costs, 1e9))
+        assert len(plan.keep[groups[0].name]) == groups[0].units
+        assert any(len(plan.keep[g.name]) < g.units for g in measured)

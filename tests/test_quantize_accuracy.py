@@ -24,6 +24,7 @@ from onnxsmith.passes.quantize import (
 )
 from onnxsmith.passes.quantize.weights import static_grid, weight_axis
 from onnxsmith.runtime.calibrate import calibrate, channel_means
+from onnxsmith.runtime.compute import multiply_accumulates
 from onnxsmith.runtime.input_stats import collect_weight_hessians
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.session import create_session
@@ -33,7 +34,6 @@ from onnxsmith.errors import PassError
 from onnxsmith.linear import constant
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
-from onnxsmith.quantize.cost import multiply_accumulates
 from onnxsmith.quantize.search import Search, SearchSettings, clone
 from onnxsmith.samples import tiny_cnn
 

@@ -60,6 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "auto: activation for --structured with --calib, else l1",
     )
     parser.add_argument(
+        "--allocation",
+        default=AUTO_CRITERION,
+        help="--structured: how channels are spread over the layers: uniform (each by F) | "
+        "sensitivity (where the measured error grows least; needs --calib); default auto: "
+        "sensitivity with --calib, else uniform",
+    )
+    parser.add_argument(
         "--scope",
         default="global",
         help="unstructured: 'global' (all weights ranked together, default) or 'layer' (each "
@@ -123,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         ops=_names(args.ops),
         exclude=_names(args.exclude),
         criterion=args.criterion,
+        allocation=args.allocation,
         scope=args.scope,
         channel_multiple=args.channel_multiple,
         compensate=args.compensate,

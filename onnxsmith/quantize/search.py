@@ -14,8 +14,8 @@
 5. Fallback: each int8 node's error in isolation (it alone in int8, error at the model's output,
    see `isolation.py`) ranks the nodes; the most sensitive ones step down their ladder
    (static → dynamic → fp32), the smallest such set found by bisection on the real metric.
-   Ranked once by error and once by error per multiply-accumulate (`cost.py`); of two plans
-   that fit, the one measured faster here is kept (see `Search.fall_back`).
+   Ranked once by error and once by error per multiply-accumulate (`runtime/compute.py`); of
+   two plans that fit, the one measured faster here is kept (see `Search.fall_back`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ from onnxsmith.passes.quantize import (
 )
 from onnxsmith.pipeline import apply
 from onnxsmith.progress import Reporter
-from onnxsmith.quantize.cost import multiply_accumulates
 from onnxsmith.quantize.isolation import output_noise
 from onnxsmith.quantize.latency import CONFIDENCE_BUDGET
 from onnxsmith.quantize.sensitivity import layer_errors
@@ -69,6 +68,7 @@ from onnxsmith.runtime.calibrate import (
     collect_statistics,
     compute_ranges,
 )
+from onnxsmith.runtime.compute import multiply_accumulates
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.fidelity import Score
 from onnxsmith.runtime.input_stats import collect_weight_hessians
@@ -656,8 +656,8 @@ class Search:
         """Steps the most sensitive nodes down their ladders until the loss fits.
 
         With the isolated ranking, sensitivity is taken twice: as the error, and as the error
-        per multiply-accumulate (see `cost.py`). Of two different plans that fit, the one
-        measured faster here is kept, the more accurate where the timing cannot tell them
+        per multiply-accumulate (see `runtime/compute.py`). Of two different plans that fit, the
+        one measured faster here is kept, the more accurate where the timing cannot tell them
         apart; without latency awareness, the one leaving less compute off its fastest rung.
         """
         if self.settings.ranking == "accumulated":
@@ -761,7 +761,9 @@ class Search:
     def multiply_accumulates(self, base: ir.Model) -> dict[str, float]:
         """Each candidate's compute on the first eval feed (measured once)."""
         if self.macs is None:
-            self.macs = multiply_accumulates(base, list(self.candidates), self.evalset.feeds[0])
+            self.macs = multiply_accumulates(
+                base, list(self.candidates), self.evalset.feeds[0], "quantize: the fp32 model"
+            )
         return self.macs
 
     def rank(

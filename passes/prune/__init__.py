@@ -3,7 +3,14 @@
 from onnxsmith.passes.prune.channels import PruneChannelsPass
 from onnxsmith.passes.prune.groups import ChannelAnalysis, ChannelGroup, analyze_channels
 from onnxsmith.passes.prune.magnitude import CRITERIA, SCOPES, PruneMagnitudePass
-from onnxsmith.passes.prune.plan import ChannelPlan, GroupDecision, plan_channels, unit_scores
+from onnxsmith.passes.prune.plan import (
+    ChannelPlan,
+    GroupCost,
+    GroupDecision,
+    Sensitivity,
+    plan_channels,
+    unit_scores,
+)
 
 from onnxsmith.calibration import InputStats
 from onnxsmith.linear import PRUNABLE_OPS
@@ -15,10 +22,12 @@ __all__ = [
     "ChannelAnalysis",
     "ChannelGroup",
     "ChannelPlan",
+    "GroupCost",
     "GroupDecision",
     "InputStats",
     "PruneChannelsPass",
     "PruneMagnitudePass",
+    "Sensitivity",
     "analyze_channels",
     "plan_channels",
     "unit_scores",

@@ -2,14 +2,15 @@
 
 Pure numpy on the analysis and (optional) calibration statistics; measuring which groups
 gain nothing on this machine happens in `onnxsmith.prune.speed`, and its verdicts come
-in here as `leave_alone`.
+in here as `leave_alone`; what each group costs in accuracy (`onnxsmith.prune.sensitivity`)
+comes in as `Sensitivity`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from onnxsmith.passes.prune.groups import ChannelAnalysis, ChannelGroup
@@ -36,6 +37,39 @@ class ChannelPlan:
     units: Mapping[str, int]
     ops: tuple[str, ...] = PRUNABLE_OPS
     exclude: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupCost:
+    """What removing units of one group costs, measured with the group pruned alone.
+
+    Attributes:
+        removed: the unit counts removed in the measurements, increasing.
+        error: the model's output error at each of them.
+        macs_per_unit: the multiply-accumulates one removed unit saves.
+    """
+
+    removed: tuple[int, ...]
+    error: tuple[float, ...]
+    macs_per_unit: float
+
+    def error_at(self, units: int) -> float:
+        """The error after removing `units`: the measured curve from (0, 0), made monotone,
+        linear between the measurements and beyond the last one."""
+        xs = np.array((0, *self.removed), dtype=np.float64)
+        ys = np.maximum.accumulate(np.array((0.0, *self.error)))
+        if units <= xs[-1]:
+            return float(np.interp(units, xs, ys))
+        slope = (ys[-1] - ys[-2]) / max(xs[-1] - xs[-2], 1.0)
+        return float(ys[-1] + slope * (units - xs[-1]))
+
+
+@dataclasses.dataclass(frozen=True)
+class Sensitivity:
+    """Measured costs of the groups (`GroupCost` by group name) and the model's compute."""
+
+    costs: Mapping[str, GroupCost]
+    total_macs: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,14 +118,18 @@ def plan_channels(
     sparsity: float,
     multiple: int,
     leave_alone: Mapping[str, str] | None = None,
+    sensitivity: Sensitivity | None = None,
 ) -> tuple[ChannelPlan, list[GroupDecision]]:
     """Keeps the best units of each group so that `sparsity` of all prunable channels go.
 
-    Every group's kept channel count is a multiple of `multiple` (the SIMD block), one ratio
-    is searched for all groups that may shrink so that the total removed is as close to the
-    target as rounding allows, and groups in `leave_alone` keep everything while their
-    channels still count in the total (the others make up for them, up to
-    `MAX_GROUP_RATIO` each).
+    Every group's kept channel count is a multiple of `multiple` (the SIMD block), and groups
+    in `leave_alone` keep everything while their channels still count in the total (the
+    others make up for them, up to `MAX_GROUP_RATIO` each). How much each group gives:
+    - without `sensitivity`, one ratio for all, searched so that the total removed is as close
+      to the target as rounding allows;
+    - with it, the channels go where they cost the least measured error (`_allocate`), until
+      `sparsity` of the channels and `sparsity` of the model's multiply-accumulates are gone
+      (or as many as the one ratio removes, if fewer).
     """
     leave_alone = dict(leave_alone or {})
     eligible = [g for g in analysis.groups if not g.skipped]
@@ -115,6 +153,10 @@ def plan_channels(
         return sum(g.width * (g.units - kept_units(g, ratio)) for g in active)
 
     ratio = _search_ratio(removed, target)
+    counts = {g.name: kept_units(g, ratio) for g in active}
+    if sensitivity is not None:
+        limits = {g.name: g.units - kept_units(g, MAX_GROUP_RATIO) for g in active}
+        counts = _allocate(active, steps, limits, counts, target, sparsity, sensitivity)
     keep: dict[str, tuple[int, ...]] = {}
     decisions = []
     for group in analysis.groups:
@@ -128,7 +170,7 @@ def plan_channels(
                 _decision(group, group.units, step_channels, "left alone", leave_alone[group.name])
             )
             continue
-        count = kept_units(group, ratio)
+        count = counts[group.name]
         best = np.argsort(-scores[group.name], kind="stable")[:count]
         keep[group.name] = tuple(sorted(int(i) for i in best))
         status = "pruned" if count < group.units else "unchanged"
@@ -140,6 +182,65 @@ def plan_channels(
         exclude=tuple(sorted(analysis.exclude)),
     )
     return plan, decisions
+
+
+def _allocate(
+    active: Sequence[ChannelGroup],
+    steps: Mapping[str, int],
+    limits: Mapping[str, int],
+    uniform: Mapping[str, int],
+    target: int,
+    sparsity: float,
+    sensitivity: Sensitivity,
+) -> dict[str, int]:
+    """Kept units per group, removed a step at a time where the measured error grows least
+    per unit of what is still missing: channels (towards `target`) and multiply-accumulates
+    (towards `sparsity` of the model's, capped at what the `uniform` counts remove).
+
+    Greedy on the measured curves, which assumes that the groups' errors add up: what each
+    group costs is measured with it pruned alone. No group goes beyond its largest measured
+    removal unless the targets need it (a curve flat up to there says nothing past it).
+    Groups without a measured cost keep everything.
+    """
+    costs = sensitivity.costs
+    groups = [g for g in active if g.name in costs]
+    macs_target = min(
+        sparsity * sensitivity.total_macs,
+        sum(costs[g.name].macs_per_unit * (g.units - uniform[g.name]) for g in groups),
+    )
+    cut = {g.name: 0 for g in groups}
+    done = {"channels": 0.0, "macs": 0.0}
+
+    def missing() -> bool:
+        return done["channels"] < target or done["macs"] < macs_target
+
+    def spend(caps: Mapping[str, int]) -> None:
+        while missing():
+            best, best_key = None, (math.inf, 0.0)
+            for g in groups:
+                step, cost = steps[g.name], costs[g.name]
+                if cut[g.name] + step > caps[g.name]:
+                    continue
+                gain = 0.0
+                if done["channels"] < target:
+                    gain += step * g.width / max(target, 1)
+                if done["macs"] < macs_target:
+                    gain += step * cost.macs_per_unit / macs_target
+                if gain <= 0:
+                    continue
+                grows = cost.error_at(cut[g.name] + step) - cost.error_at(cut[g.name])
+                key = (grows / gain, -gain)
+                if key < best_key:
+                    best, best_key = g, key
+            if best is None:
+                return
+            cut[best.name] += steps[best.name]
+            done["channels"] += steps[best.name] * best.width
+            done["macs"] += steps[best.name] * costs[best.name].macs_per_unit
+
+    spend({g.name: min(limits[g.name], costs[g.name].removed[-1]) for g in groups})
+    spend(limits)
+    return {g.name: g.units - cut.get(g.name, 0) for g in active}
 
 
 def _search_ratio(removed: Callable[[float], int], target: int) -> float:

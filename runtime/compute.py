@@ -1,9 +1,7 @@
-"""What each int8 node is worth in speed: its multiply-accumulates on a real feed.
+"""What a node costs in compute: its multiply-accumulates on a real feed.
 
-The fallback sends the most sensitive nodes back to float. Ranked by error alone, it can return
-a heavy convolution whose error a few light ones would have bought back: the accuracy is met,
-the speed is given away. Dividing a node's error by its compute ranks the cheap sensitive nodes
-first; the search tries both orders and keeps the plan measured faster (`Search.fall_back`).
+Quantize's fallback ranks nodes by error per multiply-accumulate; structured pruning spends
+channels where they remove compute for little error.
 """
 
 from __future__ import annotations
@@ -12,15 +10,19 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx_ir as ir
-
-from onnxsmith.linear import constant
 from onnxsmith.runtime.data import Feed
 from onnxsmith.runtime.probe import ProbeSession, float_tensors
 
+from onnxsmith.linear import constant
 
-def multiply_accumulates(model: ir.Model, nodes: Sequence[str], feed: Feed) -> dict[str, float]:
+COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def multiply_accumulates(
+    model: ir.Model, nodes: Sequence[str], feed: Feed, label: str = "the model"
+) -> dict[str, float]:
     """Multiply-accumulates of each node in `nodes` (Conv, ConvTranspose, Gemm, MatMul; a
-    lookup counts its output) when `model` runs `feed`."""
+    lookup counts its output) when `model` runs `feed`; `label` names the model in errors."""
     by_name = {node.name: node for node in model.graph}
     observable = set(float_tensors(model))
     wanted = [
@@ -29,7 +31,7 @@ def multiply_accumulates(model: ir.Model, nodes: Sequence[str], feed: Feed) -> d
         for value in (by_name[name].inputs[0], by_name[name].outputs[0])
         if value is not None and value.name in observable
     ]
-    values = ProbeSession(model, wanted).run(feed, "quantize: the fp32 model")
+    values = ProbeSession(model, wanted).run(feed, label)
 
     def shape(value: ir.Value | None) -> tuple[int, ...] | None:
         known = constant(value)
@@ -41,6 +43,12 @@ def multiply_accumulates(model: ir.Model, nodes: Sequence[str], feed: Feed) -> d
         name: _count(by_name[name], shape(by_name[name].inputs[0]), shape(by_name[name].outputs[0]))
         for name in nodes
     }
+
+
+def total_multiply_accumulates(model: ir.Model, feed: Feed, label: str = "the model") -> float:
+    """Multiply-accumulates of all of `model`'s compute nodes (`COMPUTE_OPS`) on `feed`."""
+    nodes = [node.name or "" for node in model.graph if node.op_type in COMPUTE_OPS]
+    return sum(multiply_accumulates(model, nodes, feed, label).values()) if nodes else 0.0
 
 
 def _count(node: ir.Node, x: tuple[int, ...] | None, y: tuple[int, ...] | None) -> float:
