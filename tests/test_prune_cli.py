@@ -211,6 +211,8 @@ def test_cli_unstructured_reports_sizes_and_constant_weights(cli, tmp_path, cnn_
         (["--sparsity", "0.3", "--ops", "Conv,Softmax"], "'Softmax'", 2),
         (["--sparsity", "0.3", "--criterion", "fisher"], "unknown --criterion 'fisher'", 2),
         (["--sparsity", "0.3", "--criterion", "taylor"], "pass --calib", 2),
+        (["--sparsity", "0.3", "--allocation", "greedy"], "unknown --allocation 'greedy'", 2),
+        (["--sparsity", "0.3", "--structured", "--allocation", "sensitivity"], "--calib DIR", 2),
         (["--sparsity", "0.3", "--exclude", "no_such_node"], "'no_such_node'", 2),
         (["--sparsity", "0.3", "--structured", "--ops", "ConvTranspose"], "nothing prunable", 1),
         (["--sparsity", "0.3", "--ops", "ConvTranspose"], "no ConvTranspose layer", 1),

@@ -20,7 +20,7 @@ from onnxsmith.cli.render import console, megabytes
 from onnxsmith.errors import UsageError
 from onnxsmith.io import save_json
 from onnxsmith.prune import PruneOptions, PruneReport, prune_file
-from onnxsmith.prune.result import AUTO_CRITERION, DEFAULT_OPS, Recover
+from onnxsmith.prune.result import AUTO_ALLOCATION, AUTO_CRITERION, DEFAULT_OPS, Recover
 
 if TYPE_CHECKING:
     from onnxsmith.exporter.training import EpochStats
@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--allocation",
-        default=AUTO_CRITERION,
+        default=AUTO_ALLOCATION,
         help="--structured: how channels are spread over the layers: uniform (each by F) | "
         "sensitivity (where the measured error grows least; needs --calib); default auto: "
         "sensitivity with --calib, else uniform",

@@ -22,8 +22,9 @@ AUTO_CRITERION = "auto"
 # How structured pruning spreads the channels over the groups: one ratio for all (`uniform`),
 # or where the measured output error grows least (`sensitivity`, the `auto` choice with
 # calibration data). At 30 % with the least-squares refit (bench/RESULTS.md): PP-OCR cls top-1
-# 0.87 → 0.97, PP-OCRv4 det mask IoU 0.475 → 0.970, NudeNet YOLOv8n F1 0.66 → 0.85.
+# 0.87 → 0.96, PP-OCRv4 det mask IoU 0.476 → 0.967, NudeNet YOLOv8n F1 0.654 → 0.840.
 ALLOCATIONS = ("uniform", "sensitivity")
+AUTO_ALLOCATION = "auto"
 # (original, pruned) -> (recovered, summary): trains the pruned model back towards the original.
 # The CLI passes `exporter.recover.recover_pruned` (torch), so this verb never imports torch.
 Recover = Callable[[ir.Model, ir.Model], tuple[ir.Model, dict[str, Any]]]
@@ -42,7 +43,7 @@ class PruneOptions:
         criterion: l1, l2, taylor or activation (the last two need calibration data), or
             auto (`AUTO_CRITERION`).
         allocation: structured only: how the channels are spread over the groups, `uniform`
-            or `sensitivity` (needs calibration data), or auto (`ALLOCATIONS`).
+            or `sensitivity` (needs calibration data), or auto (`AUTO_ALLOCATION`).
         scope: unstructured only: "global" ranks all weights together (the default), "layer"
             prunes each layer to `sparsity`.
         channel_multiple: kept channel counts are multiples of this (None: the SIMD block).
@@ -60,7 +61,7 @@ class PruneOptions:
     ops: tuple[str, ...] = DEFAULT_OPS
     exclude: tuple[str, ...] = ()
     criterion: str = AUTO_CRITERION
-    allocation: str = AUTO_CRITERION
+    allocation: str = AUTO_ALLOCATION
     scope: str = "global"
     channel_multiple: int | None = None
     compensate: bool = True
@@ -85,10 +86,10 @@ class PruneOptions:
                 f"prune: unknown --criterion {self.criterion!r} — choose from "
                 f"{', '.join((AUTO_CRITERION, *CRITERIA))}"
             )
-        if self.allocation not in (AUTO_CRITERION, *ALLOCATIONS):
+        if self.allocation not in (AUTO_ALLOCATION, *ALLOCATIONS):
             raise UsageError(
                 f"prune: unknown --allocation {self.allocation!r} — choose from "
-                f"{', '.join((AUTO_CRITERION, *ALLOCATIONS))}"
+                f"{', '.join((AUTO_ALLOCATION, *ALLOCATIONS))}"
             )
         if self.allocation == "sensitivity" and not (self.structured and has_calib):
             raise UsageError(
@@ -120,13 +121,13 @@ class PruneOptions:
         return dataclasses.asdict(self)
 
     def resolved(self, has_calib: bool) -> PruneOptions:
-        """These options with `auto` made concrete (`AUTO_CRITERION`, `ALLOCATIONS`)."""
+        """These options with `auto` made concrete (`AUTO_CRITERION`, `AUTO_ALLOCATION`)."""
         measured = self.structured and has_calib
         criterion = self.criterion
         if criterion == AUTO_CRITERION:
             criterion = "activation" if measured else "l1"
         allocation = self.allocation
-        if allocation == AUTO_CRITERION:
+        if allocation == AUTO_ALLOCATION:
             allocation = "sensitivity" if measured else "uniform"
         return dataclasses.replace(self, criterion=criterion, allocation=allocation)
 
