@@ -245,6 +245,7 @@ def main() -> None:
     parser.add_argument(
         "--reuse-plain", action="store_true", help="keep the pruned model of an earlier run"
     )
+    parser.add_argument("--time-budget", type=float, help="--recover's budget (default: its own)")
     parser.add_argument(
         "--peer", action="store_true", help="add Torch-Pruning + the same training (bench only)"
     )
@@ -257,6 +258,8 @@ def main() -> None:
         "pruned": [],
         "pruned + --recover": ["--recover", "--recover-data", str(subject.recover_data)],
     }
+    if args.time_budget:
+        variants["pruned + --recover"] += ["--time-budget", str(args.time_budget)]
     paths, rows = {}, {}
     for name, extra in variants.items():
         out = OUT / f"{args.model}.{name.split()[-1].strip('-')}.onnx"
