@@ -10,8 +10,9 @@ machine's SIMD block and removes whole channels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -180,15 +181,16 @@ def prune_model(
     )
     sample = calib[0] if calib else random_feed(input_specs(model))
     timing_feed = "the first calibration feed" if calib else "a random feed (batch 1)"
-    judge = EvalSet(
-        original, list(calib[:MAX_CHECK_FEEDS]) or [sample], options.metric, step="prune"
-    )
+    check_feeds = list(calib[:MAX_CHECK_FEEDS]) or [sample]
+    # built when first needed: a model with nothing to prune is refused before it is run
+    checks = functools.cache(lambda: EvalSet(original, check_feeds, options.metric, step="prune"))
     if options.structured:
         outcome = _structured(
-            working, options, calib, multiple, sample, judge, notes, timer, reporter
+            working, options, calib, multiple, sample, checks, notes, timer, reporter
         )
     else:
         outcome = _unstructured(working, options, calib, notes, reporter)
+    judge = checks()
     recovery = None
     if recover is not None:
         before = _agreement(judge, outcome.model)
@@ -288,7 +290,7 @@ def _structured(
     calib: Sequence[Feed],
     multiple: int,
     sample: Feed,
-    judge: EvalSet,
+    checks: Callable[[], EvalSet],
     notes: list[str],
     timer: Timer,
     reporter: Reporter,
@@ -319,7 +321,14 @@ def _structured(
     sensitivity = None
     if options.allocation == "sensitivity":
         sensitivity = measure_sensitivity(
-            model, analysis, scores, options.sparsity, multiple, judge, list(leave_alone), reporter
+            model,
+            analysis,
+            scores,
+            options.sparsity,
+            multiple,
+            checks(),
+            list(leave_alone),
+            reporter,
         )
     plan, decisions = plan_channels(
         analysis, scores, options.sparsity, multiple, leave_alone, sensitivity
@@ -327,11 +336,12 @@ def _structured(
     reporter.phase(f"pruning {sum(d.status == 'pruned' for d in decisions)} groups")
     _, result = _prune_channels(model, analysis, plan, stats, calib, options, reporter)
     if sensitivity is not None:
-        left = total_multiply_accumulates(result.model, judge.feeds[0], "prune: the pruned model")
+        feeds = checks().feeds
+        left = total_multiply_accumulates(result.model, feeds[0], "prune: the pruned model")
         notes.append(
             f"channels went where they cost the least accuracy: each group was pruned alone by "
             f"{options.sparsity:.0%} and by twice that, its output error measured on "
-            f"{len(judge.feeds)} calibration feeds, and channels removed where the error grows "
+            f"{len(feeds)} calibration feeds, and channels removed where the error grows "
             f"least per channel and per multiply-accumulate saved; the model's "
             f"multiply-accumulates went down by {1 - left / sensitivity.total_macs:.0%}"
         )
