@@ -5,19 +5,19 @@ Each verb must exit ok or with a documented refusal (quantize's "not faster here
 Runtime on a real feed with outputs of the original's shapes. Fidelity and timings are not
 asserted here: `bench/zoo.py` measures them on larger real data.
 
-Smallest honest settings (the full sweep, with each verb's defaults, is bench/zoo.py); the 108
-cases took about 400 s of CPU in all on a shared 2-core machine, a quarter of it MiniLM's export,
-so expect 3–5 minutes on an idle one: 3 calibration feeds and 1 eval feed per model; prune and
-quantize time with `--timing-seconds 0.3`; structured prune with `--no-measure` (no per-group
-timing, so every group is pruned), `--criterion activation --no-compensation` (the calibration
-feeds rank the channels; the sequential least-squares refit, up to a minute on the larger models
-today, is left to bench/zoo.py) and `--allocation uniform` (measuring every group's error took
-ddddocr's detector to 94 s; test_prune_cli.py measures it on the PP-OCRv4 detector); quantize
-with `--method minmax --no-smoothquant --no-latency-aware --no-weight-rounding --max-loss 1000`
-(one calibration method, no fallback search — its 16 real eval feeds and each step's accuracy
-are bench/zoo.py's job — and the int8 model is written whatever this machine's timing says, so the test checks the model instead of
-the machine; the search made the four larger quantize cases take 27–68 s each); bench with
-3 rounds, its own model only; MiniLM exported with `onnxsmith export --no-check` (test_export.py
+Smallest honest settings (the full sweep, with each verb's defaults, is bench/zoo.py); the 108 cases
+took about 400 s of CPU in all on a shared 2-core machine, a quarter of it MiniLM's export, so
+expect 3–5 minutes on an idle one: 3 calibration feeds and 1 eval feed per model; prune and quantize
+time with `--timing-seconds 0.3`; structured prune with `--no-measure` (no per-group timing, so
+every group is pruned), `--criterion activation --no-compensation` (the calibration feeds rank the
+channels; the sequential least-squares refit, up to a minute on the larger models today, is left to
+bench/zoo.py) and `--allocation uniform` (measuring every group's error took ddddocr's detector to
+94 s; test_prune_cli.py measures it on the PP-OCRv4 detector); quantize with `--method minmax
+--no-smoothquant --no-latency-aware --no-weight-rounding --max-loss 1000` (one calibration method,
+no fallback search — its 16 real eval feeds and each step's accuracy are bench/zoo.py's job — and
+the int8 model is written whatever this machine's timing says, so the test checks the model instead
+of the machine; the search made the four larger quantize cases take 27–68 s each); bench with 3
+rounds, its own model only; MiniLM exported with `onnxsmith export --no-check` (test_export.py
 checks that export's parity).
 """
 
