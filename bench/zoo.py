@@ -54,8 +54,8 @@ REFUSALS = re.compile(
 UNSTRUCTURED_SPARSITY = 0.5
 STRUCTURED_SPARSITY = 0.3
 # the test suite's structured prune: no per-group timing, no refit, one ratio for all groups
-QUICK_STRUCTURED = ["--no-measure", "--criterion", "activation", "--no-compensation",
-                    "--allocation", "uniform"]  # fmt: skip
+QUICK_STRUCTURED = ("--no-measure", "--criterion", "activation", "--no-compensation",
+                    "--allocation", "uniform")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def verb_args(verb: str, ws: Workspace, quick: bool = False) -> tuple[list[str],
                 *timing, "--json", str(out / "prune.json")], path  # fmt: skip
     if verb == "prune-structured":
         path = out / "pruned-structured.onnx"
-        measure = QUICK_STRUCTURED if quick else []
+        measure = QUICK_STRUCTURED if quick else ()
         return ["prune", model, "-o", str(path), "--sparsity", str(STRUCTURED_SPARSITY),
                 "--structured", "--calib", str(ws.calib), *measure,
                 "--json", str(out / "prune-structured.json")], path  # fmt: skip

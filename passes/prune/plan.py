@@ -209,22 +209,19 @@ def _allocate(
         sum(costs[g.name].macs_per_unit * (g.units - uniform[g.name]) for g in groups),
     )
     cut = {g.name: 0 for g in groups}
-    done = {"channels": 0.0, "macs": 0.0}
-
-    def missing() -> bool:
-        return done["channels"] < target or done["macs"] < macs_target
-
-    def spend(caps: Mapping[str, int]) -> None:
-        while missing():
+    channels = macs = 0.0
+    measured = {g.name: min(limits[g.name], costs[g.name].removed[-1]) for g in groups}
+    for caps in (measured, limits):
+        while channels < target or macs < macs_target:
             best, best_key = None, (math.inf, 0.0)
             for g in groups:
                 step, cost = steps[g.name], costs[g.name]
                 if cut[g.name] + step > caps[g.name]:
                     continue
                 gain = 0.0
-                if done["channels"] < target:
+                if channels < target:
                     gain += step * g.width / max(target, 1)
-                if done["macs"] < macs_target:
+                if macs < macs_target:
                     gain += step * cost.macs_per_unit / macs_target
                 if gain <= 0:
                     continue
@@ -233,13 +230,10 @@ def _allocate(
                 if key < best_key:
                     best, best_key = g, key
             if best is None:
-                return
+                break
             cut[best.name] += steps[best.name]
-            done["channels"] += steps[best.name] * best.width
-            done["macs"] += steps[best.name] * costs[best.name].macs_per_unit
-
-    spend({g.name: min(limits[g.name], costs[g.name].removed[-1]) for g in groups})
-    spend(limits)
+            channels += steps[best.name] * best.width
+            macs += steps[best.name] * costs[best.name].macs_per_unit
     return {g.name: g.units - cut.get(g.name, 0) for g in active}
 
 
