@@ -1,5 +1,5 @@
 """The eval set: the reference model's outputs on the eval feeds, computed once, and
-candidates judged against them in the task's terms, with no labels.
+candidates judged against them in the task's terms (and against the user's labels, if any).
 
 Which metric judges which output, its tolerance and the plug-in type live in
 `onnxsmith.runtime.fidelity` (pure numpy); this module only runs the models.
@@ -27,6 +27,7 @@ class EvalSet:
         feeds: the eval feeds, held in memory (they are run for every candidate).
         metric: `auto` (chosen per output), a built-in name, or `file.py:fn`.
         tolerance: the largest loss that passes, on every output (None: each metric's own).
+        labels: the user's labels, one per feed, for a `top1` or `ctc` output (empty: none).
         threads: ORT intra-op threads.
         step: the verb, for messages.
     """
@@ -38,6 +39,7 @@ class EvalSet:
         metric: str = AUTO,
         *,
         tolerance: float | None = None,
+        labels: Sequence[np.ndarray] = (),
         threads: int | None = None,
         step: str = "quantize",
     ) -> None:
@@ -50,7 +52,7 @@ class EvalSet:
         self.names = [o.name for o in self.session.get_outputs()]
         self.reference = [run(self.session, f, f"{step}: the fp32 model") for f in self.feeds]
         self.plan: MetricPlan = plan_metrics(
-            self.names, self.reference, metric, tolerance=tolerance, step=step
+            self.names, self.reference, metric, tolerance=tolerance, labels=labels, step=step
         )
 
     def score(self, candidate: ir.Model | ort.InferenceSession, label: str = "int8 model") -> Score:

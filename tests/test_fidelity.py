@@ -195,6 +195,62 @@ def test_plan_judges_each_output_and_records_the_tolerance():
         plan_metrics(names, reference, "f1")
 
 
+def test_labels_count_only_what_the_task_loses_on_ctc():
+    """Two lines, truth [1, 2] and [3]. fp32 reads [1, 1] (wrong) and [3]; the candidate reads
+    [1, 2] (it changed fp32's string, but to the truth) and [2]: against fp32 it moved 2 of 3
+    characters; against the truth it lost 1 and gained 1 — no accuracy lost."""
+    reference = [one_hot([0, 1, 0, 1, 0], 4), one_hot([3, 0, 0, 0, 0], 4)]
+    outputs = [one_hot([0, 1, 0, 2, 0], 4), one_hot([2, 0, 0, 0, 0], 4)]
+    labels = [np.array([1, 2]), np.array([3, 0])]  # the blank pads the second
+    plan = plan_metrics(("probs",), [[r] for r in reference], labels=labels)
+    assert plan.labelled == "probs"
+    found = plan.score([[r] for r in reference], [[o] for o in outputs]).outputs["probs"]
+    assert found.metric == "ctc vs labels" and found.loss == 0.0
+    assert found.value == pytest.approx(2 / 3)
+    assert found.details["fp32_accuracy"] == pytest.approx(2 / 3)
+    unlabelled = plan_metrics(("probs",), [[r] for r in reference])
+    assert unlabelled.score([[r] for r in reference], [[o] for o in outputs]).loss > 100
+    worse = [one_hot([0, 2, 0, 2, 0], 4), one_hot([2, 0, 0, 0, 0], 4)]  # reads [2, 2] and [2]
+    lost = plan.score([[r] for r in reference], [[w] for w in worse]).outputs["probs"]
+    assert lost.loss == pytest.approx(1 / 3) and not lost.met  # 2 of 3 right before, 1 now
+
+
+def test_labels_on_a_classifier_give_the_accuracy_drop():
+    reference = [[np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])]]
+    outputs = [[np.array([[0.1, 0.9], [0.3, 0.7], [0.4, 0.6]])]]  # 2 of 3 decisions changed
+    labels = [np.array([1, 1, 1])]
+    found = plan_metrics(("logits",), reference, labels=labels).score(reference, outputs)
+    assert found.outputs["logits"].value == 1.0 and found.loss == 0.0  # 1/3 right → 3/3
+    flipped = [[np.array([[0.9, 0.1], [0.7, 0.3], [0.6, 0.4]])]]  # none right: 1/3 lost
+    drop = plan_metrics(("logits",), reference, labels=labels, tolerance=0.5).score(
+        reference, flipped
+    )
+    assert drop.outputs["logits"].loss == pytest.approx(1 / 3) and drop.met
+
+
+@pytest.mark.parametrize(
+    ("names", "reference", "labels", "metric", "error", "message"),
+    [
+        (("a", "b"), [[np.eye(2), np.eye(2)]], [np.array([0, 1])], "auto", UsageError,
+         r"--labels needs exactly one output judged by top1 or ctc; the outputs are judged by "
+         r"'a': top1, 'b': top1 — drop --labels"),
+        (("a",), [[np.ones((1, 8))]], [np.array([0])], "cosine", UsageError,
+         r"judged by 'a': cosine"),
+        (("a",), [[np.eye(2)]], [np.array([0.0, 1.0])], "auto", DataError,
+         r"feed 0 has float64 labels; class ids must be integers"),
+        (("a",), [[np.eye(2)]], [np.array([0, 1, 1])], "auto", DataError,
+         r"feed 0 has 3 labels for 2 predictions"),
+        (("a",), [[np.eye(2)], [np.eye(2)]], [np.array([0, 1])], "auto", DataError,
+         r"1 labels for 2 eval feeds"),
+    ],
+)  # fmt: skip
+def test_labels_that_do_not_fit_fail_before_any_work(
+    names, reference, labels, metric, error, message
+):
+    with pytest.raises(error, match=message):
+        plan_metrics(names, reference, metric, labels=labels)
+
+
 def test_plugin_gets_outputs_by_name_and_its_loss_is_one_minus_fidelity(tmp_path):
     script = tmp_path / "task.py"
     script.write_text(

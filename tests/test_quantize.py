@@ -69,7 +69,8 @@ def test_cnn_quantizes_statically_with_a_full_report(cli, tmp_path, cnn_case):
 
 def test_frontier_times_every_int8_configuration_the_search_scored(cli, tmp_path, cnn_case):
     """One point per scored int8 configuration, each with its loss from the search and a
-    latency ratio from one interleaved run; the written one is marked; the SVG parses."""
+    latency ratio (each distinct graph timed in its own run; the written one's is the final
+    check, and it is marked); the SVG parses."""
     import xml.etree.ElementTree as ET
 
     model, calib = cnn_case
@@ -85,9 +86,44 @@ def test_frontier_times_every_int8_configuration_the_search_scored(cli, tmp_path
     assert [(p["label"], p["loss"]) for p in points] == [(t["label"], t["loss"]) for t in scored]
     assert all(p["ratio"][1] <= p["ratio"][0] <= p["ratio"][2] for p in points)
     assert sum(p["chosen"] for p in points) == 1
+    written = next(p for p in points if p["chosen"])
+    assert written["ratio"] == pytest.approx(data["latency"]["vs_input"])
     svg = ET.parse(report / "frontier.svg").getroot()
     assert len(svg.findall("{http://www.w3.org/2000/svg}circle")) == len(points)
     assert "## Frontier" in (report / "report.md").read_text()
+
+
+def test_labels_judge_the_accuracy_lost_against_them(cli, tmp_path, cnn_case):
+    """With --labels the classifier's output is judged by its accuracy against them: the
+    report's fidelity is the written model's accuracy (checked by running it) and fp32's."""
+    import numpy as np
+
+    model, calib = cnn_case
+    feeds = image_feeds(10)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    rng = np.random.default_rng(1)
+    truth = [rng.integers(0, 10, len(feed["image"])) for feed in feeds]
+    for i, label in enumerate(truth):
+        np.savez(labels / f"{i:03d}.npz", label=label)
+    out, report = tmp_path / "int8.onnx", tmp_path / "report"
+    code, stdout, err = cli(
+        "quantize", model, "-o", out, "--calib", calib, "--eval", calib, "--labels", labels,
+        "--report", report, "--no-latency-aware", *FAST,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "judged against --labels on 'logits'" in err + stdout
+    found = json.loads((report / "report.json").read_text())["metric"]["int8"]["logits"]
+
+    def accuracy(path: Path) -> float:
+        session = create_session(path)
+        right = [session.run(None, f)[0].argmax(-1) == t for f, t in zip(feeds, truth, strict=True)]
+        return float(np.mean(np.concatenate(right)))
+
+    assert found["metric"] == "top1 vs labels"
+    assert found["value"] == pytest.approx(accuracy(out))
+    assert found["details"]["fp32_accuracy"] == pytest.approx(accuracy(model))
+    assert found["loss"] == pytest.approx(max(0.0, accuracy(model) - accuracy(out)))
 
 
 def test_a_refusal_still_writes_the_frontier(tmp_path, cnn_case, monkeypatch):
@@ -295,11 +331,14 @@ def test_simd_block_follows_the_widest_vector_unit():
         (["--format", "qlinear"], 2, "--format"),
         (["--bogus"], 2, "--bogus"),
         (["--frontier"], 2, "--frontier needs --report"),
+        (["--labels", "labels"], 2, "--labels needs --eval DIR"),
+        (["--eval", "{calib}", "--labels", "{calib}"], 1, "has no 'label'"),
     ],
-)
+)  # fmt: skip
 def test_bad_options_are_one_line_usage_errors(cli, cnn_case, tmp_path, extra, code, needle):
     model, calib = cnn_case
     out = tmp_path / "o.onnx"
+    extra = [str(calib) if x == "{calib}" else x for x in extra]
     got, _, err = cli("quantize", model, "-o", out, "--calib", calib, *FAST, *extra)
     assert got == code
     errors = [line for line in err.splitlines() if line.startswith("onnxsmith:")]

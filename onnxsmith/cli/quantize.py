@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval", metavar="DIR", help="eval data dir (default: every 5th --calib feed held out)"
     )
+    parser.add_argument(
+        "--labels",
+        metavar="DIR",
+        help="labels of the --eval feeds (one .npz per feed, key 'label': class ids, or a CTC "
+        "label sequence): the top1 or ctc output is judged by the accuracy it loses against "
+        "them (default: by how far it moves from fp32's decisions)",
+    )
     add_metric_option(parser)
     parser.add_argument(
         "--max-loss",
@@ -127,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         calib=args.calib,
         eval_data=args.eval,
+        labels=args.labels,
         metric=args.metric,
         max_loss=args.max_loss,
         method=args.method,

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
@@ -43,6 +44,7 @@ from onnxsmith.runtime.calibrate import METHODS
 from onnxsmith.runtime.cpu import CpuFacts
 from onnxsmith.runtime.data import DataDir, Feed
 from onnxsmith.runtime.fidelity import AUTO, Score, is_plugin, load_plugin, metric_names
+from onnxsmith.runtime.labels import read_labels
 from onnxsmith.runtime.metric import EvalSet
 from onnxsmith.runtime.timer import LocalTimer, Timer
 from onnxsmith.runtime.timing import FASTER, ShapeBucket, shape_buckets
@@ -61,6 +63,7 @@ def quantize(
     *,
     calib: str | Path,
     eval_data: str | Path | None = None,
+    labels: str | Path | None = None,
     metric: str = AUTO,
     max_loss: float | None = None,
     method: str = "auto",
@@ -89,6 +92,9 @@ def quantize(
         output: where the int8 model goes.
         calib: data dir of calibration feeds (one .npz per feed, shapes may vary).
         eval_data: data dir for the metric; default: every 5th calibration feed, held out.
+        labels: labels of `eval_data` (`runtime.labels` layout): the one `top1` or `ctc`
+            output is then judged by the accuracy it loses against them, not by how far its
+            decisions move from fp32's.
         metric: how outputs are compared with fp32's: `auto` (chosen per output from its
             structure: top1, ctc, mask_iou, detection_f1, embedding, cosine; see
             `onnxsmith.runtime.fidelity`), one of those names, or `file.py:fn`.
@@ -141,6 +147,8 @@ def quantize(
         ranking,
         companions,
     )
+    if labels is not None and eval_data is None:
+        raise UsageError("quantize: --labels needs --eval DIR, the feeds they label")
     reporter = Reporter(progress)
     timer = timer or LocalTimer()
     reporter.phase(f"loading {source}")
@@ -159,7 +167,10 @@ def quantize(
         calib_data, eval_data, specs, warnings
     )
     reporter.phase(f"data: {calib_count} calibration feeds, {len(eval_feeds)} eval ({eval_origin})")
-    evalset = EvalSet(original, eval_feeds, metric, tolerance=max_loss, threads=threads)
+    evalset = EvalSet(
+        original, eval_feeds, metric, tolerance=max_loss, threads=threads,
+        labels=_eval_labels(labels, eval_data, specs, len(eval_feeds)),
+    )  # fmt: skip
     for line in evalset.plan.describe():
         reporter.phase(line)
 
@@ -222,8 +233,9 @@ def quantize(
     if frontier:
         reporter.phase(f"timing the frontier: {len(result.trial_models)} configurations vs fp32")
         points = measure_frontier(
-            timer, (original, prepared), result, buckets, seconds=timing_seconds, threads=threads
-        )
+            timer, (original, prepared), result, latency, buckets,
+            seconds=timing_seconds, threads=threads,
+        )  # fmt: skip
     message = _not_faster(latency, timer.where)
     if message:
         if latency_aware:
@@ -407,6 +419,15 @@ def _nothing_to_quantize(model: ir.Model, source: str | Path) -> str:
         f"quantize: {source} has no quantizable ops (float32 Conv, ConvTranspose, MatMul or Gemm "
         f"with constant weights, outside --exclude/--ops); it has {found} — nothing to do"
     )
+
+
+def _eval_labels(
+    labels: str | Path | None, eval_data: str | Path | None, specs: Any, count: int
+) -> list[np.ndarray]:
+    """The labels of the eval feeds in use (the first `count`), or none."""
+    if labels is None or eval_data is None:
+        return []
+    return read_labels(DataDir(eval_data, specs, step="quantize"), labels, step="quantize")[:count]
 
 
 def _split(

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from onnxsmith.runtime.fidelity.choose import Choice, choose_metric
 from onnxsmith.runtime.fidelity.detection import RULE as DETECTION_RULE
+from onnxsmith.runtime.fidelity.labelled import LABELLED, labelled_fidelity
 from onnxsmith.runtime.fidelity.plugin import PluginMetric, is_plugin, load_plugin
 from onnxsmith.runtime.fidelity.registry import METRICS
 from onnxsmith.runtime.fidelity.result import Fidelity, Score
@@ -31,6 +32,8 @@ class MetricPlan:
         plugin: the user's `file.py:fn`, when given.
         tolerance: the user's tolerance for every output (None: each metric's default).
         requested: what was asked for (`auto`, a metric name or `file.py:fn`).
+        labels: the user's labels, one array per eval feed (empty: none).
+        labelled: the output they judge (its loss is then the accuracy lost against them).
     """
 
     names: tuple[str, ...]
@@ -38,6 +41,8 @@ class MetricPlan:
     plugin: PluginMetric | None
     tolerance: float | None
     requested: str
+    labels: tuple[np.ndarray, ...] = ()
+    labelled: str | None = None
 
     def score(self, reference: Sequence[FeedOutputs], outputs: Sequence[FeedOutputs]) -> Score:
         """Judges a candidate's outputs (per feed) against the reference's."""
@@ -48,9 +53,12 @@ class MetricPlan:
         judged = {}
         for i, name in enumerate(self.names):
             metric = METRICS[self.choices[name].metric]
-            judged[name] = metric(
-                [r[i] for r in reference], [o[i] for o in outputs], self.tolerance
-            )
+            ours, theirs = [r[i] for r in reference], [o[i] for o in outputs]
+            if name == self.labelled:
+                limit = metric.tolerance if self.tolerance is None else self.tolerance
+                judged[name] = labelled_fidelity(metric.name, ours, theirs, self.labels, limit)
+            else:
+                judged[name] = metric(ours, theirs, self.tolerance)
         return Score(judged)
 
     def describe(self) -> list[str]:
@@ -65,6 +73,11 @@ class MetricPlan:
             f"fidelity metric for {name!r}: {choice.metric} — {choice.reason} ({how})"
             for name, choice in self.choices.items()
         ]
+        if self.labelled is not None:
+            lines.append(
+                f"judged against --labels on {self.labelled!r}: loss = fp32's accuracy minus the "
+                "candidate's"
+            )
         if any(c.metric == "detection_f1" for c in self.choices.values()):
             lines.append(DETECTION_RULE)
         return lines
@@ -75,6 +88,7 @@ class MetricPlan:
             "outputs": {n: dataclasses.asdict(c) for n, c in self.choices.items()},
             "plugin": self.plugin.name if self.plugin else None,
             "tolerance": self.tolerance,
+            "labels": self.labelled,
         }
 
     def _named(self, outputs: Sequence[FeedOutputs]) -> list[dict[str, np.ndarray]]:
@@ -92,6 +106,7 @@ def plan_metrics(
     metric: str = AUTO,
     *,
     tolerance: float | None = None,
+    labels: Sequence[np.ndarray] = (),
     step: str = "quantize",
 ) -> MetricPlan:
     """Chooses (or checks) the metric of every output from the reference's eval outputs.
@@ -101,17 +116,25 @@ def plan_metrics(
         reference: the reference model's outputs on each eval feed.
         metric: `auto`, a built-in name (for every float output), or `file.py:fn`.
         tolerance: the largest loss that passes, for every output (None: each metric's own).
+        labels: the user's labels, one per eval feed, for the one output judged by `top1` or
+            `ctc` (`labelled.py`); empty: judged against the reference alone.
         step: the verb, for messages.
 
     Raises:
         UsageError: an unknown metric, a bad tolerance, a metric that does not fit an output,
-            or a plug-in that cannot be loaded.
+            a plug-in that cannot be loaded, or labels with no single output to judge.
+        DataError: labels that do not fit the outputs.
     """
     if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
         raise UsageError(f"{step}: --max-loss {tolerance} must be a number >= 0, e.g. 0.01")
     if not reference:
         raise UsageError(f"{step}: the eval set is empty — pass eval data with .npz feeds")
     if is_plugin(metric):
+        if labels:
+            raise UsageError(
+                f"{step}: --labels judges the built-in top1 and ctc metrics; your metric {metric}"
+                " can read its labels itself — drop --labels"
+            )
         plugin = load_plugin(metric, step)
         plan = MetricPlan(tuple(names), {}, plugin, tolerance, metric)
         plan.score(reference, reference)  # a broken plug-in fails now, not after calibration
@@ -129,7 +152,26 @@ def plan_metrics(
             chosen = Choice(metric, METRICS[metric].loss)
         choices[name] = chosen
         _check_fits(step, name, chosen.metric, outputs)
-    return MetricPlan(tuple(names), choices, None, tolerance, metric)
+    if not labels:
+        return MetricPlan(tuple(names), choices, None, tolerance, metric)
+    plan = MetricPlan(
+        tuple(names), choices, None, tolerance, metric, tuple(labels), _labelled(step, choices)
+    )
+    plan.score(reference, reference)  # labels that do not fit fail now, not after calibration
+    return plan
+
+
+def _labelled(step: str, choices: Mapping[str, Choice]) -> str:
+    """The one output whose metric labels can judge."""
+    found = [name for name, choice in choices.items() if choice.metric in LABELLED]
+    if len(found) != 1:
+        judged = ", ".join(f"{n!r}: {c.metric}" for n, c in choices.items())
+        raise UsageError(
+            f"{step}: --labels needs exactly one output judged by {' or '.join(LABELLED)}; the "
+            f"outputs are judged by {judged} — drop --labels, or judge with your own --metric "
+            "file.py:fn"
+        )
+    return found[0]
 
 
 def _check_fits(step: str, name: str, metric: str, outputs: list[np.ndarray]) -> None:
