@@ -113,7 +113,9 @@ def test_labels_judge_the_accuracy_lost_against_them(cli, tmp_path, cnn_case):
     )  # fmt: skip
     assert code == 0, err
     assert "judged against --labels on 'logits'" in err + stdout
-    found = json.loads((report / "report.json").read_text())["metric"]["int8"]["logits"]
+    data = json.loads((report / "report.json").read_text())
+    assert data["options"]["labels"] == str(labels)
+    found = data["metric"]["int8"]["logits"]
 
     def accuracy(path: Path) -> float:
         session = create_session(path)
@@ -138,7 +140,7 @@ def test_a_refusal_still_writes_the_frontier(tmp_path, cnn_case, monkeypatch):
     monkeypatch.setattr(api, "_not_faster", lambda latency, where: "no measurable gain here")
     model, calib = cnn_case
     out, report = tmp_path / "int8.onnx", tmp_path / "report"
-    with pytest.raises(NotFasterError, match=r"frontier\.md"):
+    with pytest.raises(NotFasterError, match=r"frontier\.md.*judge the accuracy lost with --eval"):
         quantize(model, out, calib=calib, report_dir=report, frontier=True, timing_seconds=0.2)
     assert not out.exists()
     table = (report / "frontier.md").read_text()

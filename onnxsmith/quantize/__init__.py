@@ -245,8 +245,11 @@ def quantize(
                 shown = (
                     f"; what each configuration tried measured: {Path(report_dir) / 'frontier.md'}"
                 )
+            relax = "relax --max-loss"
+            if evalset.plan.labels_would_judge:
+                relax += " or judge the accuracy lost with --eval DIR --labels DIR"
             raise NotFasterError(
-                f"quantize: {message} — nothing written{shown}; relax --max-loss, or pass "
+                f"quantize: {message} — nothing written{shown}; {relax}, or pass "
                 "--no-latency-aware to write it anyway (e.g. for an int8 accelerator)"
             )
         warnings.append(f"{message}; written because --no-latency-aware was given")
@@ -254,6 +257,7 @@ def quantize(
     layers = _layers(result, candidates, eval_feeds)
     options = {
         "metric": metric,
+        "labels": None if labels is None else str(labels),
         "max_loss": max_loss,
         "method": result.method,
         "per_channel": per_channel,

@@ -61,6 +61,12 @@ class MetricPlan:
                 judged[name] = metric(ours, theirs, self.tolerance)
         return Score(judged)
 
+    @property
+    def labels_would_judge(self) -> bool:
+        """Without labels, exactly one output's metric (top1, ctc) could be judged by them."""
+        found = [c for c in self.choices.values() if c.metric in LABELLED]
+        return self.labelled is None and self.plugin is None and len(found) == 1
+
     def describe(self) -> list[str]:
         """One line per output: `fidelity metric for 'logits': top1 — [1, 10]: ...`."""
         if self.plugin is not None:
