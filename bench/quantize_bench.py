@@ -28,6 +28,9 @@ per-channel), and NNCF (default; model_type=TRANSFORMER) when `pip install nncf`
   recognizer, with the zoo's real feeds (bench/zoo_models.py) and onnxsmith's task metric
   (detection F1 against fp32's boxes; CTC characters and strings).
 
+Latency: fp32 and every variant of a model timed interleaved in one run, each round over 8 eval
+feeds at evenly spaced ranks of input size (the shapes the data has).
+
 Run: .venv/bin/python -P bench/quantize_bench.py [--models minilm,ocr-det,ocr-rec,digits,...]
 [--seconds 40] [--rows "defaults,old search"]
 """
@@ -607,7 +610,7 @@ def measure(case: Case, results: list[Result], seconds: float) -> None:
         result.kernels = ", ".join(f"{k}×{v}" for k, v in sorted(ints.items())) or "none"
         sessions.append(session)
         timed.append(result)
-    times = time_interleaved(sessions, feeds[:4], warmup=3, runs=None, seconds=seconds)
+    times = time_interleaved(sessions, spread(feeds, 8), warmup=3, runs=None, seconds=seconds)
     for result, samples in zip(timed, times[1:], strict=True):
         result.ratio = ratio_ci95(samples, times[0])
         result.ms = float(np.median(samples))
@@ -615,6 +618,14 @@ def measure(case: Case, results: list[Result], seconds: float) -> None:
     fp32.ratio, fp32.ms, fp32.kernels = (1.0, 1.0, 1.0), float(np.median(times[0])), "-"
     results.insert(0, fp32)
     print(f"  timed {len(times[0])} interleaved rounds")
+
+
+def spread(feeds: list[dict[str, np.ndarray]], count: int) -> list[dict[str, np.ndarray]]:
+    """`count` feeds at evenly spaced ranks of input size: a round times the shapes the data
+    has (line widths, sentence lengths, page sizes), not whichever came first."""
+    order = sorted(range(len(feeds)), key=lambda i: sum(a.size for a in feeds[i].values()))
+    count = min(count, len(order))
+    return [feeds[order[int((k + 0.5) * len(order) / count)]] for k in range(count)]
 
 
 def onnx_ir_load(path: Path):
