@@ -15,7 +15,8 @@ import pytest
 from modelzoo import if_model, mlp_with_batchnorm, shared_weights_model
 from onnxsmith.passes.cleanup import (
     FoldBatchNormPass,
-    FuseConvBiasPass,
+    FuseConvAffinePass,
+    FuseHardSwishPass,
     RemoveDropoutPass,
     SimplifyPass,
     UpgradeOpsetPass,
@@ -133,35 +134,92 @@ class TestSimplify:
         assert serialize(model) == before
 
 
-def conv_then_add(offset: np.ndarray) -> ir.Model:
-    """tiny_cnn's first conv followed by Add(offset), as PaddlePaddle exports conv biases."""
+def conv_then(*steps: tuple[str, np.ndarray]) -> ir.Model:
+    """tiny_cnn's first conv followed by constant (op, operand) steps, e.g. ("Mul", scale) then
+    ("Add", bias): PaddlePaddle's conv bias, PP-LCNetV3's learnable affine."""
     model = lifted(tiny_cnn())
-    conv = next(n for n in model.graph if n.op_type == "Conv")
-    const = ir.Value(name="offset", const_value=ir.tensor(offset))
-    model.graph.register_initializer(const)
-    add = ir.node("Add", inputs=[conv.outputs[0], const])
-    model.graph.insert_after(conv, add)
-    ir.convenience.replace_all_uses_with(conv.outputs[0], add.outputs[0])
-    add.replace_input_with(0, conv.outputs[0])
+    last = next(n for n in model.graph if n.op_type == "Conv")
+    for i, (op_type, operand) in enumerate(steps):
+        const = ir.Value(name=f"operand{i}", const_value=ir.tensor(operand))
+        model.graph.register_initializer(const)
+        node = ir.node(op_type, inputs=[last.outputs[0], const])
+        model.graph.insert_after(last, node)
+        ir.convenience.replace_all_uses_with(last.outputs[0], node.outputs[0])
+        node.replace_input_with(0, last.outputs[0])
+        last = node
     return model
 
 
-class TestFuseConvBias:
+class TestFuseConvAffine:
     @pytest.mark.parametrize("shape", [(16, 1, 1), (1, 16, 1, 1), (1,), ()])
     def test_per_channel_offset_becomes_bias_with_parity(self, shape):
         offset = np.random.default_rng(3).normal(size=shape).astype(np.float32)
-        model = conv_then_add(offset)
+        model = conv_then(("Add", offset))
         expected = outputs(model, CNN_FEED)
-        result = FuseConvBiasPass()(model)
+        result = FuseConvAffinePass()(model)
         assert result.stats["fused"] == 1
         assert ops(model).count("Add") == 0
         np.testing.assert_allclose(outputs(model, CNN_FEED)[0], expected[0], atol=ATOL, rtol=RTOL)
-        assert not FuseConvBiasPass()(model).modified  # idempotent
+        assert not FuseConvAffinePass()(model).modified  # idempotent
 
-    def test_offset_varying_in_space_is_left_alone(self):
-        model = conv_then_add(np.ones((1, 16, 8, 8), np.float32))
+    @pytest.mark.parametrize("shape", [(16, 1, 1), (1,)])
+    def test_scale_then_offset_fold_into_one_conv_with_parity(self, shape):
+        rng = np.random.default_rng(4)
+        scale = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+        offset = rng.normal(size=shape).astype(np.float32)
+        model = conv_then(("Mul", scale), ("Add", offset))
+        expected = outputs(model, CNN_FEED)
+        assert FuseConvAffinePass()(model).stats["fused"] == 2
+        assert "Mul" not in ops(model) and ops(model).count("Add") == 0
+        np.testing.assert_allclose(outputs(model, CNN_FEED)[0], expected[0], atol=ATOL, rtol=RTOL)
+
+    def test_operands_varying_in_space_are_left_alone(self):
+        model = conv_then(("Mul", np.ones((1, 16, 8, 8), np.float32)))
         before = serialize(model)
-        assert not FuseConvBiasPass()(model).modified
+        assert not FuseConvAffinePass()(model).modified
+        assert serialize(model) == before
+
+
+def decomposed_hardswish(opset: int, three: float = 3.0) -> ir.Model:
+    """y = x · Clip(x + 3, 0, 6) / 6 in four ops, as PaddlePaddle writes hard-swish."""
+    from onnx import TensorProto, helper
+
+    scalar = lambda name, v: helper.make_tensor(name, TensorProto.FLOAT, [], [v])  # noqa: E731
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["x", "three"], ["shifted"]),
+            helper.make_node("Clip", ["shifted", "zero", "six"], ["clipped"]),
+            helper.make_node("Mul", ["x", "clipped"], ["product"]),
+            helper.make_node("Div", ["product", "six"], ["y"]),
+        ],
+        "hardswish",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])],
+        [scalar("three", three), scalar("zero", 0.0), scalar("six", 6.0)],
+    )
+    return ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
+
+
+HARDSWISH_FEED = {"x": np.linspace(-5, 5, 128, dtype=np.float32).reshape(2, 64)}  # both kinks
+
+
+class TestFuseHardSwish:
+    @pytest.mark.parametrize(
+        ("opset", "fused_ops"), [(13, ["HardSigmoid", "Mul"]), (14, ["HardSwish"])]
+    )
+    def test_four_ops_become_one_or_two_with_parity(self, opset, fused_ops):
+        model = decomposed_hardswish(opset)
+        expected = outputs(model, HARDSWISH_FEED)
+        assert FuseHardSwishPass()(model).stats["fused"] == 1
+        assert sorted(ops(model)) == fused_ops
+        np.testing.assert_allclose(
+            outputs(model, HARDSWISH_FEED)[0], expected[0], atol=1e-6, rtol=1e-6
+        )
+
+    def test_other_constants_are_left_alone(self):
+        model = decomposed_hardswish(14, three=2.0)
+        before = serialize(model)
+        assert not FuseHardSwishPass()(model).modified
         assert serialize(model) == before
 
 

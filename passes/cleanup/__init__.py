@@ -1,9 +1,10 @@
 """Exact cleanup passes: what `onnxsmith optimize` runs."""
 
 from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
-from onnxsmith.passes.cleanup.bias import FuseConvBiasPass
+from onnxsmith.passes.cleanup.bias import FuseConvAffinePass
 from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
+from onnxsmith.passes.cleanup.hardswish import FuseHardSwishPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
 from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
 from onnxsmith.passes.cleanup.recipe import cleanup_passes
@@ -12,7 +13,8 @@ from onnxsmith.passes.cleanup.simplify import SimplifyPass
 __all__ = [
     "DeduplicateInitializersPass",
     "FoldBatchNormPass",
-    "FuseConvBiasPass",
+    "FuseConvAffinePass",
+    "FuseHardSwishPass",
     "RemoveDropoutPass",
     "RemoveIdentityPass",
     "SimplifyPass",

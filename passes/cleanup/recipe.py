@@ -5,9 +5,10 @@ from __future__ import annotations
 import onnx_ir as ir
 from onnx_ir.passes import common
 from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
-from onnxsmith.passes.cleanup.bias import FuseConvBiasPass
+from onnxsmith.passes.cleanup.bias import FuseConvAffinePass
 from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
+from onnxsmith.passes.cleanup.hardswish import FuseHardSwishPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
 from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
 from onnxsmith.passes.cleanup.shapes import InferShapesPass
@@ -38,7 +39,8 @@ def cleanup_passes(
         # fold waited for the next run (optimize was not idempotent).
         InferShapesPass(),
         FoldBatchNormPass(),
-        FuseConvBiasPass(),
+        FuseConvAffinePass(),
+        FuseHardSwishPass(),
         RemoveIdentityPass(),
         common.RemoveInitializersFromInputsPass(),
         common.RemoveUnusedNodesPass(),
