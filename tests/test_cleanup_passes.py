@@ -16,7 +16,6 @@ from modelzoo import if_model, mlp_with_batchnorm, shared_weights_model
 from onnxsmith.passes.cleanup import (
     FoldBatchNormPass,
     FuseConvAffinePass,
-    FuseHardSwishPass,
     RemoveDropoutPass,
     SimplifyPass,
     UpgradeOpsetPass,
@@ -177,49 +176,6 @@ class TestFuseConvAffine:
         model = conv_then(("Mul", np.ones((1, 16, 8, 8), np.float32)))
         before = serialize(model)
         assert not FuseConvAffinePass()(model).modified
-        assert serialize(model) == before
-
-
-def decomposed_hardswish(opset: int, three: float = 3.0) -> ir.Model:
-    """y = x · Clip(x + 3, 0, 6) / 6 in four ops, as PaddlePaddle writes hard-swish."""
-    from onnx import TensorProto, helper
-
-    scalar = lambda name, v: helper.make_tensor(name, TensorProto.FLOAT, [], [v])  # noqa: E731
-    graph = helper.make_graph(
-        [
-            helper.make_node("Add", ["x", "three"], ["shifted"]),
-            helper.make_node("Clip", ["shifted", "zero", "six"], ["clipped"]),
-            helper.make_node("Mul", ["x", "clipped"], ["product"]),
-            helper.make_node("Div", ["product", "six"], ["y"]),
-        ],
-        "hardswish",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 64])],
-        [scalar("three", three), scalar("zero", 0.0), scalar("six", 6.0)],
-    )
-    return ir.from_proto(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]))
-
-
-HARDSWISH_FEED = {"x": np.linspace(-5, 5, 128, dtype=np.float32).reshape(2, 64)}  # both kinks
-
-
-class TestFuseHardSwish:
-    @pytest.mark.parametrize(
-        ("opset", "fused_ops"), [(13, ["HardSigmoid", "Mul"]), (14, ["HardSwish"])]
-    )
-    def test_four_ops_become_one_or_two_with_parity(self, opset, fused_ops):
-        model = decomposed_hardswish(opset)
-        expected = outputs(model, HARDSWISH_FEED)
-        assert FuseHardSwishPass()(model).stats["fused"] == 1
-        assert sorted(ops(model)) == fused_ops
-        np.testing.assert_allclose(
-            outputs(model, HARDSWISH_FEED)[0], expected[0], atol=1e-6, rtol=1e-6
-        )
-
-    def test_other_constants_are_left_alone(self):
-        model = decomposed_hardswish(14, three=2.0)
-        before = serialize(model)
-        assert not FuseHardSwishPass()(model).modified
         assert serialize(model) == before
 
 

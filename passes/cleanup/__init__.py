@@ -4,7 +4,6 @@ from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
 from onnxsmith.passes.cleanup.bias import FuseConvAffinePass
 from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
-from onnxsmith.passes.cleanup.hardswish import FuseHardSwishPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
 from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
 from onnxsmith.passes.cleanup.recipe import cleanup_passes
@@ -14,7 +13,6 @@ __all__ = [
     "DeduplicateInitializersPass",
     "FoldBatchNormPass",
     "FuseConvAffinePass",
-    "FuseHardSwishPass",
     "RemoveDropoutPass",
     "RemoveIdentityPass",
     "SimplifyPass",

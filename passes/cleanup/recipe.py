@@ -8,7 +8,6 @@ from onnxsmith.passes.cleanup.batchnorm import FoldBatchNormPass
 from onnxsmith.passes.cleanup.bias import FuseConvAffinePass
 from onnxsmith.passes.cleanup.dedup import DeduplicateInitializersPass
 from onnxsmith.passes.cleanup.dropout import RemoveDropoutPass
-from onnxsmith.passes.cleanup.hardswish import FuseHardSwishPass
 from onnxsmith.passes.cleanup.identity import RemoveIdentityPass
 from onnxsmith.passes.cleanup.opset import UpgradeOpsetPass
 from onnxsmith.passes.cleanup.shapes import InferShapesPass
@@ -40,7 +39,6 @@ def cleanup_passes(
         InferShapesPass(),
         FoldBatchNormPass(),
         FuseConvAffinePass(),
-        FuseHardSwishPass(),
         RemoveIdentityPass(),
         common.RemoveInitializersFromInputsPass(),
         common.RemoveUnusedNodesPass(),
