@@ -237,11 +237,11 @@ def test_labels_on_a_classifier_give_the_accuracy_drop():
         (("a",), [[np.ones((1, 8))]], [np.array([0])], "cosine", UsageError,
          r"judged by 'a': cosine"),
         (("a",), [[np.eye(2)]], [np.array([0.0, 1.0])], "auto", DataError,
-         r"feed 0 has float64 labels; class ids must be integers"),
+         r"quantize: --labels: eval feed 0 has float64 labels; class ids must be integers"),
         (("a",), [[np.eye(2)]], [np.array([0, 1, 1])], "auto", DataError,
-         r"feed 0 has 3 labels for 2 predictions"),
+         r"eval feed 0 has 3 labels for 2 predictions"),
         (("a",), [[np.eye(2)], [np.eye(2)]], [np.array([0, 1])], "auto", DataError,
-         r"1 labels for 2 eval feeds"),
+         r"--labels: 1 labels for 2 eval feeds"),
     ],
 )  # fmt: skip
 def test_labels_that_do_not_fit_fail_before_any_work(

@@ -5,9 +5,10 @@ bounds the accuracy it can lose, but counts every change, also where the referen
 wrong or unsure. With labels the loss is what the task loses: the reference's accuracy minus
 the candidate's (0 when the candidate is as accurate or better).
 
-Labels, one array per eval feed: class ids shaped like the output without its class axis
-(`top1`), or the expected label sequence of a CTC output, `[L]` for a one-row feed or `[N, L]`
-padded with the blank (`ctc`; the blank as `sequence.find_blank` finds it).
+Labels, one array per eval feed (counted from 0 in the eval dir's sorted order): class ids
+shaped like the output without its class axis (`top1`), or the expected label sequence of a
+CTC output, `[L]` for a one-row feed or `[N, L]` padded with the blank (`ctc`; the blank as
+`sequence.find_blank` finds it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def labelled_fidelity(
 ) -> Fidelity:
     """The candidate's accuracy against `labels`; loss = the reference's accuracy minus it."""
     if len(labels) != len(reference):
-        raise DataError(f"labels: {len(labels)} labels for {len(reference)} eval feeds")
+        raise DataError(f"{len(labels)} labels for {len(reference)} eval feeds")
     blank = find_blank(reference) if metric == "ctc" else 0
     expected = accuracy(metric, reference, labels, blank)
     got = accuracy(metric, outputs, labels, blank)
@@ -70,7 +71,7 @@ def _class_ids(label: np.ndarray, shape: tuple[int, ...], feed: int) -> np.ndarr
     label = _integers(label, feed)
     if label.size != int(np.prod(shape)):
         raise DataError(
-            f"labels: feed {feed} has {label.size} labels for {int(np.prod(shape))} predictions "
+            f"eval feed {feed} has {label.size} labels for {int(np.prod(shape))} predictions "
             f"(output shape {shape} without the class axis) — save one class id per prediction"
         )
     return label.reshape(shape)
@@ -82,7 +83,7 @@ def _sequences(label: np.ndarray, rows: int, blank: int, feed: int) -> list[list
         label = label[None]
     if label.ndim != 2 or label.shape[0] != rows:
         raise DataError(
-            f"labels: feed {feed} has labels of shape {label.shape} for {rows} sequences — save "
+            f"eval feed {feed} has labels of shape {label.shape} for {rows} sequences — save "
             "[L] for a one-row feed or [N, L] padded with the blank"
         )
     return [[int(c) for c in row if c != blank] for row in label]
@@ -92,7 +93,7 @@ def _integers(label: np.ndarray, feed: int) -> np.ndarray:
     label = np.asarray(label)
     if label.dtype.kind not in "iu":
         raise DataError(
-            f"labels: feed {feed} has {label.dtype} labels; class ids must be integers — save "
+            f"eval feed {feed} has {label.dtype} labels; class ids must be integers — save "
             "them with .astype(numpy.int64)"
         )
     return label

@@ -163,7 +163,10 @@ def plan_metrics(
     plan = MetricPlan(
         tuple(names), choices, None, tolerance, metric, tuple(labels), _labelled(step, choices)
     )
-    plan.score(reference, reference)  # labels that do not fit fail now, not after calibration
+    try:  # labels that do not fit fail now, not after calibration
+        plan.score(reference, reference)
+    except DataError as e:
+        raise DataError(f"{step}: --labels: {e}") from e
     return plan
 
 
