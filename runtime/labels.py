@@ -37,13 +37,20 @@ def read_labels(data: DataDir, path: str | Path, *, step: str) -> list[np.ndarra
     return list(labels)
 
 
-def check_label(label: np.ndarray, prediction: np.ndarray, where: str) -> np.ndarray:
-    """`label` shaped like `prediction` (class ids), or a one-line DataError."""
+def integer_labels(label: np.ndarray, where: str) -> np.ndarray:
+    """`label` if it holds integer class ids, else a one-line DataError."""
+    label = np.asarray(label)
     if label.dtype.kind not in "iub":
         raise DataError(
             f"{where}: labels are {label.dtype}, class ids must be integers — save them with "
             ".astype(numpy.int64)"
         )
+    return label
+
+
+def check_label(label: np.ndarray, prediction: np.ndarray, where: str) -> np.ndarray:
+    """`label` shaped like `prediction` (class ids), or a one-line DataError."""
+    label = integer_labels(label, where)
     if label.size != prediction.size:
         raise DataError(
             f"{where}: {label.size} labels for {prediction.size} predictions (output shape "

@@ -163,13 +163,12 @@ def quantize(
     specs = input_specs(prepared)
     calib_data = DataDir(calib, specs, step="quantize")
     warnings: list[str] = []
-    eval_feeds, calib_source, calib_count, eval_origin = _split(
-        calib_data, eval_data, specs, warnings
-    )
+    evaluation = None if eval_data is None else DataDir(eval_data, specs, step="quantize")
+    eval_feeds, calib_source, calib_count, eval_origin = _split(calib_data, evaluation, warnings)
     reporter.phase(f"data: {calib_count} calibration feeds, {len(eval_feeds)} eval ({eval_origin})")
     evalset = EvalSet(
         original, eval_feeds, metric, tolerance=max_loss, threads=threads,
-        labels=_eval_labels(labels, eval_data, specs, len(eval_feeds)),
+        labels=_eval_labels(labels, evaluation, len(eval_feeds)),
     )  # fmt: skip
     for line in evalset.plan.describe():
         reporter.phase(line)
@@ -426,23 +425,22 @@ def _nothing_to_quantize(model: ir.Model, source: str | Path) -> str:
 
 
 def _eval_labels(
-    labels: str | Path | None, eval_data: str | Path | None, specs: Any, count: int
+    labels: str | Path | None, evaluation: DataDir | None, count: int
 ) -> list[np.ndarray]:
     """The labels of the eval feeds in use (the first `count`), or none."""
-    if labels is None or eval_data is None:
+    if labels is None or evaluation is None:
         return []
-    return read_labels(DataDir(eval_data, specs, step="quantize"), labels, step="quantize")[:count]
+    return read_labels(evaluation, labels, step="quantize")[:count]
 
 
 def _split(
-    calib: DataDir, eval_data: str | Path | None, specs: Any, warnings: list[str]
+    calib: DataDir, evaluation: DataDir | None, warnings: list[str]
 ) -> tuple[list[Feed], Any, int, str]:
     """Eval feeds (in memory) and a re-iterable calibration stream."""
     total = len(calib)
-    if eval_data is not None:
-        evaluation = DataDir(eval_data, specs, step="quantize")
+    if evaluation is not None:
         feeds = [feed for _, feed in zip(range(EVAL_LIMIT), evaluation, strict=False)]
-        origin = f"--eval {eval_data}" + (
+        origin = f"--eval {evaluation.path}" + (
             f", first {EVAL_LIMIT} of {len(evaluation)}" if len(evaluation) > EVAL_LIMIT else ""
         )
 

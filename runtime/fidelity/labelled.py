@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from onnxsmith.runtime.fidelity.result import Fidelity
 from onnxsmith.runtime.fidelity.sequence import edit_distance, find_blank, greedy_decode
+from onnxsmith.runtime.labels import check_label, integer_labels
 
 from onnxsmith.errors import DataError
 
@@ -61,39 +62,19 @@ def accuracy(
     right = total = 0
     for i, (scores, label) in enumerate(zip(outputs, labels, strict=True)):
         predicted = np.asarray(scores).argmax(-1)
-        ids = _class_ids(label, predicted.shape, i)
+        ids = check_label(label, predicted, f"eval feed {i}")
         right += int(np.count_nonzero(predicted == ids))
         total += predicted.size
     return right / total if total else 1.0
 
 
-def _class_ids(label: np.ndarray, shape: tuple[int, ...], feed: int) -> np.ndarray:
-    label = _integers(label, feed)
-    if label.size != int(np.prod(shape)):
-        raise DataError(
-            f"eval feed {feed} has {label.size} labels for {int(np.prod(shape))} predictions "
-            f"(output shape {shape} without the class axis) — save one class id per prediction"
-        )
-    return label.reshape(shape)
-
-
 def _sequences(label: np.ndarray, rows: int, blank: int, feed: int) -> list[list[int]]:
-    label = _integers(label, feed)
+    label = integer_labels(label, f"eval feed {feed}")
     if label.ndim == 1 and rows == 1:
         label = label[None]
     if label.ndim != 2 or label.shape[0] != rows:
         raise DataError(
-            f"eval feed {feed} has labels of shape {label.shape} for {rows} sequences — save "
+            f"eval feed {feed}: labels of shape {label.shape} for {rows} sequences — save "
             "[L] for a one-row feed or [N, L] padded with the blank"
         )
     return [[int(c) for c in row if c != blank] for row in label]
-
-
-def _integers(label: np.ndarray, feed: int) -> np.ndarray:
-    label = np.asarray(label)
-    if label.dtype.kind not in "iu":
-        raise DataError(
-            f"eval feed {feed} has {label.dtype} labels; class ids must be integers — save "
-            "them with .astype(numpy.int64)"
-        )
-    return label
